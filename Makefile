@@ -1,0 +1,154 @@
+# disco — build, test and demo.
+#
+#   make            build/disco (host binary) and build/lib/disco/core.so
+#   make test       C core tests, then busted specs; one closing count line
+#   make asan       the same tests built with -fsanitize=address,undefined
+#   make valgrind   the C core tests under valgrind (leaks are errors)
+#   make lint       luacheck and clang-format
+#   make demo       the main job, end to end, on a local ZooKeeper
+#   make deps       check (and as root, install) the Debian packages
+#   make install    PREFIX=/usr/local by default
+#
+# BUILD selects the output directory so that sanitizer builds never mix with
+# the normal one.
+
+PREFIX ?= /usr/local
+BUILD ?= build
+CC ?= cc
+
+# Debian packages the build, the tests and the demo need. luajit2 is
+# OpenResty's LuaJIT branch: Debian's nginx Lua module conflicts with the
+# plain luajit packages, so disco uses luajit2 from the start.
+DEB_PACKAGES := build-essential pkg-config luajit2 libluajit2-5.1-dev \
+  libuv1-dev libzookeeper-mt-dev zookeeper default-jre-headless lua-cjson \
+  lua-busted lua-check luarocks clang-format valgrind
+
+# The C sources of the disco.core Lua module. rockspec/disco-scm-1.rockspec
+# lists the same files; spec/01-unit/rockspec_spec.lua checks that they agree.
+CORE_SRC := core/error.c core/log.c core/loop.c core/queue.c \
+  core/queue_probe.c core/signal.c core/timer.c
+BINDING_SRC := bindings/dl_core.c bindings/dl_pcall.c bindings/dl_loop.c \
+  bindings/dl_log.c bindings/dl_handle.c bindings/dl_timer.c \
+  bindings/dl_signal.c bindings/dl_queue.c
+HOST_SRC := bindings/host.c
+CTEST_SRC := $(wildcard core/test/*.c)
+
+LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null)
+LUAJIT_LIBS := $(shell pkg-config --libs luajit 2>/dev/null)
+UV_CFLAGS := $(shell pkg-config --cflags libuv 2>/dev/null)
+UV_LIBS := $(shell pkg-config --libs libuv 2>/dev/null)
+ZK_LIBS := -lzookeeper_mt
+
+WARNINGS := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+  -Wpointer-arith -Wformat=2
+ifeq ($(CI),true)
+WARNINGS += -Werror
+endif
+ifeq ($(WERROR),1)
+WARNINGS += -Werror
+endif
+
+OPT ?= -O2 -g
+SAN_FLAGS :=
+ifeq ($(SANITIZE),1)
+OPT := -O1 -g -fno-omit-frame-pointer
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+endif
+
+CFLAGS_ALL := -std=c99 -D_GNU_SOURCE -DTHREADED -fPIC $(OPT) $(WARNINGS) \
+  $(SAN_FLAGS) -Icore $(UV_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := $(SAN_FLAGS) $(LDFLAGS)
+LIBS := $(UV_LIBS) $(ZK_LIBS) -lpthread -lm
+
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+BINDING_OBJ := $(BINDING_SRC:%.c=$(BUILD)/obj/%.o)
+HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/obj/%.o)
+CTEST_OBJ := $(CTEST_SRC:%.c=$(BUILD)/obj/%.o)
+
+MODULE := $(BUILD)/lib/disco/core.so
+HOST := $(BUILD)/disco
+CTEST := $(BUILD)/test/core_tests
+
+# Where an installed host finds its Lua modules and plugins.
+LUA_DIR := $(PREFIX)/share/lua/5.1
+CMOD_DIR := $(PREFIX)/lib/lua/5.1
+PLUGIN_DIR := $(PREFIX)/share/disco/plugins
+
+.PHONY: all deps test asan valgrind lint demo install clean ctest \
+  test-build print-module-sources
+all: $(HOST) $(MODULE)
+
+$(BUILD)/obj/core/%.o: core/%.c core/disco.h core/internal.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/obj/core/test/%.o: core/test/%.c core/disco.h core/test/ctest.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/obj/bindings/%.o: bindings/%.c bindings/dl.h core/disco.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LUAJIT_CFLAGS) \
+	  -DDISCO_LUA_DIR='"$(LUA_DIR)"' -DDISCO_PLUGIN_DIR='"$(PLUGIN_DIR)"' \
+	  -c $< -o $@
+
+# The module does not link LuaJIT: the host process (luajit, nginx, busted)
+# provides the Lua symbols.
+$(MODULE): $(CORE_OBJ) $(BINDING_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+# The host links the same objects statically and preloads disco.core.
+$(HOST): $(HOST_OBJ) $(CORE_OBJ) $(BINDING_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -rdynamic -o $@ $^ $(LUAJIT_LIBS) $(LIBS) -ldl
+
+$(CTEST): $(CTEST_OBJ) $(CORE_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+ctest: $(CTEST)
+
+deps:
+	@sh .ci/deps.sh $(DEB_PACKAGES)
+
+# test and demo install missing packages first, then build in a fresh make
+# so that the pkg-config flags above are read after the install.
+test: deps
+	@$(MAKE) --no-print-directory test-build
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh spec/run_all.sh
+
+test-build: all $(CTEST)
+
+asan:
+	$(MAKE) BUILD=build-asan SANITIZE=1 test
+
+valgrind: deps
+	@$(MAKE) --no-print-directory ctest
+	valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite \
+	  --errors-for-leak-kinds=definite --track-fds=no -q $(CTEST)
+
+lint:
+	luacheck lua plugins spec examples
+	clang-format --dry-run -Werror $(CORE_SRC) $(BINDING_SRC) $(HOST_SRC) \
+	  $(CTEST_SRC) core/*.h core/test/*.h bindings/*.h
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(HOST) run examples/demo.lua
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(CMOD_DIR)/disco \
+	  $(DESTDIR)$(LUA_DIR) $(DESTDIR)$(PLUGIN_DIR)
+	install -m 755 $(HOST) $(DESTDIR)$(PREFIX)/bin/disco
+	install -m 755 $(MODULE) $(DESTDIR)$(CMOD_DIR)/disco/core.so
+	cd lua && find disco -name '*.lua' -exec install -D -m 644 {} \
+	  $(DESTDIR)$(LUA_DIR)/{} \;
+	cd plugins && find . -name '*.lua' -exec install -D -m 644 {} \
+	  $(DESTDIR)$(PLUGIN_DIR)/{} \;
+
+print-module-sources:
+	@echo $(CORE_SRC) $(BINDING_SRC)
+
+clean:
+	rm -rf build build-asan

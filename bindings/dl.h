@@ -1,0 +1,139 @@
+/*
+ * disco.core Lua bindings: shared declarations.
+ *
+ * The bindings only translate between Lua and the core (core/disco.h):
+ * argument checks, userdata lifetime, callback references and error tuples.
+ * Conventions (after luv):
+ * - Runtime failures return `nil, "ENAME: message", "ENAME"`; programmer
+ *   errors (wrong type, use after close) raise.
+ * - A handle's userdata is a small box pointing at a dl_handle_t, which the C
+ *   side may outlive or which may outlive the C side; whichever of the two
+ *   lets go last frees it.
+ * - Every call from the loop into Lua goes through dl_pcall().
+ */
+#ifndef DL_H
+#define DL_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "disco.h"
+
+/* Bump when the Lua-visible API of disco.core changes incompatibly;
+ * lua/disco/init.lua refuses to load a core built with another value. */
+#define DL_ABI_VERSION 1
+
+#define DL_LOOP_MT "disco.loop"
+#define DL_TIMER_MT "disco.timer"
+#define DL_SIGNAL_MT "disco.signal"
+
+/* Handle names (for log lines) are cut to this many bytes. */
+#define DL_NAME_MAX 64
+
+/*
+ * Per-Lua-state context, stored in the registry under a static-address key.
+ * There are no C globals: everything a callback needs hangs off this.
+ */
+typedef struct dl_ctx_s {
+  /* The thread now driving a loop (run, step, close) or finalizing one; the
+   * state every loop callback runs on. NULL while no loop runs. Keeping no
+   * other thread means a coroutine that required the module can die. */
+  lua_State *cur_L;
+  int error_handler_ref; /* replaceable error reporter, or LUA_NOREF */
+  int in_error_handler;  /* guards against an error handler that throws */
+  int in_gc;             /* finalizers may release refs but never call Lua */
+  unsigned long callback_errors; /* callbacks that raised, for stats */
+} dl_ctx_t;
+
+/* A loop as seen from Lua. The disco_loop_t is malloc'ed so that handles
+ * closing late can still reach it. */
+typedef struct dl_loop_s {
+  disco_loop_t *loop;
+  dl_ctx_t *ctx;
+  int closed;
+  int log_sink_ref; /* Lua log sink, or LUA_NOREF */
+  int in_sink;      /* the Lua sink is running: its own errors go to stderr */
+  int running;      /* inside run/run_once/step: libuv forbids nesting */
+} dl_loop_t;
+
+/* The state shared by a handle's userdata box and its core handle. */
+typedef struct dl_handle_s {
+  void *core; /* disco_timer_t * / disco_signal_t *; NULL once closed */
+  void (*close_core)(void *core);            /* the core's idempotent close */
+  void (*set_ref_core)(void *core, int ref); /* keeps the loop alive or not */
+  dl_loop_t *owner;                          /* the loop box */
+  int owner_ref; /* keeps the loop box alive while the handle is open */
+  int cb_ref;    /* the Lua callback, or LUA_NOREF */
+  int self_ref;  /* keeps the box alive while the handle is active */
+  int box_alive; /* the userdata box has not been collected */
+  int closing;   /* close() was called: Lua may not use it any more */
+  char name[DL_NAME_MAX];
+} dl_handle_t;
+
+/* dl_core.c */
+dl_ctx_t *dl_ctx(lua_State *L);
+/* [-0, +3] Pushes nil, "ENAME: message", "ENAME"; returns 3. */
+int dl_push_error(lua_State *L, int err);
+/* [-0, +0] Releases a registry reference and resets it to LUA_NOREF. */
+void dl_unref(lua_State *L, int *ref);
+/* The state to use from a loop callback: ctx->cur_L, which is set. */
+lua_State *dl_callback_state(dl_ctx_t *ctx);
+
+/* dl_pcall.c */
+/*
+ * [-(nargs+1), +0] Calls the function below `nargs` arguments in protected
+ * mode. On error, reports "who: message" with a traceback through the
+ * error handler (the loop's logger by default), counts it, and returns the
+ * Lua error code; never raises, never exits, leaves the stack balanced.
+ */
+int dl_pcall(dl_loop_t *lp, lua_State *L, int nargs, const char *who);
+int dl_set_error_handler(lua_State *L);
+int dl_callback_errors(lua_State *L);
+
+/* dl_loop.c */
+int dl_loop_new(lua_State *L);
+void dl_loop_register(lua_State *L);
+dl_loop_t *dl_check_loop(lua_State *L, int idx);
+/* Runs `fn` with ctx->cur_L set to L, restoring the previous value after. */
+lua_State *dl_enter(dl_ctx_t *ctx, lua_State *L);
+void dl_leave(dl_ctx_t *ctx, lua_State *previous);
+
+/* dl_log.c */
+/* [-0, +0] Installs/removes the loop's Lua log sink (function at idx or
+ * nil). */
+int dl_loop_set_log_sink(lua_State *L);
+int dl_loop_log(lua_State *L);
+int dl_loop_set_log_level(lua_State *L);
+int dl_loop_get_log_level(lua_State *L);
+void dl_log_release(lua_State *L, dl_loop_t *lp);
+
+/* dl_handle.c helpers shared by timers and signals. */
+/* [-0, +1] Pushes a new box for a handle of loop `loop_idx`, named by the
+ * optional string at `name_idx`. The caller then creates the core handle with
+ * dl_handle_on_close and the returned state as its data. */
+dl_handle_t *dl_handle_new(lua_State *L, int loop_idx, int name_idx,
+                           const char *mt, const char *default_name);
+dl_handle_t *dl_check_handle(lua_State *L, int idx, const char *mt,
+                             int must_be_open);
+/* Stores the callback at fn_idx and anchors the box at box_idx while the
+ * handle is active; dl_handle_deactivate drops the anchor (the callback stays
+ * for a restart). */
+void dl_handle_activate(lua_State *L, dl_handle_t *h, int fn_idx, int box_idx);
+void dl_handle_deactivate(lua_State *L, dl_handle_t *h);
+/* The core close callback shared by timers and signals. */
+void dl_handle_on_close(void *core_handle, void *data);
+/* [-0, +2 | 0] Pushes the handle's callback then its box; returns 0 when
+ * there is no callback to call (stack unchanged). */
+int dl_handle_push_callback(lua_State *L, dl_handle_t *h);
+int dl_handle_gc(lua_State *L);
+int dl_handle_close(lua_State *L);
+void dl_handle_register(lua_State *L, const char *mt, const luaL_Reg *methods);
+
+/* dl_timer.c, dl_signal.c, dl_queue.c */
+void dl_timer_register(lua_State *L);
+int dl_loop_timer(lua_State *L);
+void dl_signal_register(lua_State *L);
+int dl_loop_signal(lua_State *L);
+int dl_loop_queue_probe(lua_State *L);
+
+#endif /* DL_H */

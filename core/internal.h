@@ -1,0 +1,100 @@
+/*
+ * Private to core/: the pieces the core files share. Nothing here is API;
+ * bindings/ and users include disco.h only.
+ */
+#ifndef DISCO_INTERNAL_H
+#define DISCO_INTERNAL_H
+
+#include <stddef.h>
+
+#include "disco.h"
+
+/* Recovers the struct that embeds `ptr` as `member`. */
+#define disco__container_of(ptr, type, member)                                 \
+  ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/*
+ * Fields shared with other threads (reference counts, the loop's log level
+ * and queue pointer) go through these, so that every such access is visibly
+ * atomic and sequentially consistent. C99 has no <stdatomic.h>; the GCC
+ * builtins are what libuv itself relies on.
+ */
+#define disco__atomic_load(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define disco__atomic_store(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define disco__atomic_add(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
+#define disco__atomic_sub(p, v) __atomic_sub_fetch((p), (v), __ATOMIC_SEQ_CST)
+
+/* ------------------------------------------------------------------ list */
+
+static inline void disco__list_init(struct disco__list *head) {
+  head->next = head;
+  head->prev = head;
+}
+
+static inline void disco__list_insert_tail(struct disco__list *head,
+                                           struct disco__list *node) {
+  node->next = head;
+  node->prev = head->prev;
+  head->prev->next = node;
+  head->prev = node;
+}
+
+static inline void disco__list_remove(struct disco__list *node) {
+  node->prev->next = node->next;
+  node->next->prev = node->prev;
+  /* A removed node points at itself, so that removing it twice is harmless
+   * and a stale node never reaches back into the list. */
+  disco__list_init(node);
+}
+
+/* --------------------------------------------------------------- handles */
+
+/* disco_loop_t.closing: the loop refuses new handles once it is closing. */
+enum { DISCO__LOOP_OPEN = 0, DISCO__LOOP_CLOSING = 1, DISCO__LOOP_CLOSED = 2 };
+
+typedef struct disco__handle_s disco__handle_t;
+
+/* A handle's own close path. It must be idempotent and must not unlink the
+ * handle synchronously: disco_loop_close() walks the list while calling it. */
+typedef void (*disco__handle_close_fn)(disco__handle_t *handle);
+
+/*
+ * The header every core handle (queue, timer, signal) embeds, so that
+ * disco_loop_close() can find each open one and close it through the same
+ * path its owner would, which runs the owner's close callback exactly once.
+ */
+struct disco__handle_s {
+  struct disco__list link; /* in loop->handles until the handle has closed */
+  disco_loop_t *loop;
+  disco__handle_close_fn close;
+};
+
+/* Loop thread. Links `handle` into the loop's list; DISCO_ECLOSED once the
+ * loop is closing, because disco_loop_close() could no longer close it. */
+int disco__handle_register(disco_loop_t *loop, disco__handle_t *handle,
+                           disco__handle_close_fn close);
+/* Loop thread, from the handle's libuv close callback. */
+void disco__handle_unregister(disco__handle_t *handle);
+
+/* ------------------------------------------------------------------ loop */
+
+/*
+ * Any thread. Returns the loop's queue with a reference the caller must
+ * drop with disco_queue_release(), or NULL once disco_loop_close() has let
+ * go of the queue. This is how a thread safely reaches loop->queue, which
+ * the loop frees when it closes.
+ */
+disco_queue_t *disco__loop_queue_acquire(disco_loop_t *loop);
+
+/* ----------------------------------------------------------------- queue */
+
+/* Loop thread. Makes the queue's async handle stop keeping the loop alive,
+ * as libuv's own internal handles do; used for the loop's queue. */
+void disco__queue_unref(disco_queue_t *queue);
+
+/* ---------------------------------------------------------------- logger */
+
+/* Sets the level from DISCO_LOG_LEVEL (or INFO) and the default sink. */
+void disco__log_init(disco_loop_t *loop);
+
+#endif /* DISCO_INTERNAL_H */

@@ -1,0 +1,132 @@
+--- The runtime: one event loop and what a program schedules on it.
+--
+-- Later issues add the registry sessions, the plugin host and the provider
+-- and consumer flows here; today it offers the loop, a logger, timers and
+-- signals, which is what `disco run` hands to a script.
+-- @module disco.runtime
+
+local core = require "disco.core"
+local log = require "disco.log"
+
+local _M = {}
+local runtime = {}
+runtime.__index = runtime
+
+local CONF_TYPES = {
+    name = "string",
+    log_level = "string",
+}
+
+local function check_conf(conf)
+    if conf == nil then
+        return {}
+    end
+    if type(conf) ~= "table" then
+        error("runtime configuration must be a table, got " .. type(conf), 3)
+    end
+    for key, value in pairs(conf) do
+        local expected = CONF_TYPES[key]
+        if expected == nil then
+            error("unknown runtime option '" .. tostring(key) .. "'", 3)
+        end
+        if type(value) ~= expected then
+            error(string.format("runtime option '%s' must be a %s, got %s",
+                                key, expected, type(value)), 3)
+        end
+    end
+    if conf.log_level and not log.LEVELS[conf.log_level] then
+        error("runtime option 'log_level' must be one of error, warn, info, "
+              .. "debug, trace; got '" .. conf.log_level .. "'", 3)
+    end
+    return conf
+end
+
+--- Creates a runtime.
+-- @tparam[opt] table conf `name` (the log component, default "runtime"),
+-- `log_level` ("error" .. "trace"; default from DISCO_LOG_LEVEL or "info")
+-- @treturn disco.runtime
+function _M.new(conf)
+    conf = check_conf(conf)
+    local loop, err = core.new_loop()
+    if not loop then
+        error("cannot create the event loop: " .. err, 2)
+    end
+    if conf.log_level then
+        loop:set_log_level(conf.log_level)
+    end
+    return setmetatable({
+        loop = loop,
+        log = log.new(loop, conf.name or "runtime"),
+        exit_code = nil,
+    }, runtime)
+end
+
+--- A logger for another component (a plugin, an example).
+function runtime:logger(component)
+    return log.new(self.loop, component)
+end
+
+--- Calls `fn()` once after `ms` milliseconds.
+-- @treturn disco.timer the timer (`:stop()`, `:close()`)
+function runtime:after(ms, fn, name)
+    local timer = assert(self.loop:timer(name or "after"))
+    assert(timer:start(ms, 0, function(t)
+        t:close()
+        fn()
+    end))
+    return timer
+end
+
+--- Calls `fn()` every `ms` milliseconds until the timer is stopped.
+-- @treturn disco.timer
+function runtime:every(ms, fn, name)
+    local timer = assert(self.loop:timer(name or "every"))
+    assert(timer:start(ms, ms, function() fn() end))
+    return timer
+end
+
+--- Calls `fn(signame)` on the loop when the process receives `signal`
+-- ("SIGINT", "TERM", 15...). The watch does not keep the loop alive by
+-- itself: a program with nothing else to do still ends.
+-- @treturn disco.signal
+function runtime:on_signal(signal, fn, name)
+    local handle = assert(self.loop:signal(name or tostring(signal)))
+    assert(handle:start(signal, function(_, signame) fn(signame) end))
+    handle:unref()
+    return handle
+end
+
+--- Runs the loop until `stop()` or until nothing is left to do.
+function runtime:run()
+    return self.loop:run()
+end
+
+--- Runs one loop iteration without blocking (for hosts with their own
+-- loop, such as nginx). Returns whether work remains.
+function runtime:step()
+    return self.loop:step()
+end
+
+--- Loop time in milliseconds.
+function runtime:now()
+    return self.loop:now()
+end
+
+--- Stops the loop; `run()` returns. `code` becomes the exit status of
+-- `disco run`.
+function runtime:stop(code)
+    if code ~= nil then
+        self.exit_code = code
+    end
+    self.loop:stop()
+end
+
+--- Closes every handle and the loop. Idempotent.
+function runtime:close()
+    if not self.loop:is_closed() then
+        return self.loop:close()
+    end
+    return true
+end
+
+return _M

@@ -1,0 +1,65 @@
+-- Builds the same disco.core module as the Makefile (the C sources listed
+-- here must equal the Makefile's CORE_SRC + BINDING_SRC; a spec checks it)
+-- and installs the Lua runtime and the plugins.
+--
+--   luarocks --lua-version=5.1 make rockspec/disco-scm-1.rockspec \
+--       LUA_INCDIR=/usr/include/luajit-2.1
+rockspec_format = "3.0"
+package = "disco"
+version = "scm-1"
+source = {
+    url = "git+file:///dev/null",
+}
+description = {
+    summary = "Lua-scriptable Dubbo service discovery on ZooKeeper",
+    detailed = [[
+disco implements Apache Dubbo's application-level service discovery on
+ZooKeeper with a small C core (libuv, libzookeeper_mt) and a LuaJIT runtime
+whose policies are hot-reloadable Lua plugins.]],
+    license = "Apache-2.0",
+}
+dependencies = {
+    "lua == 5.1",
+}
+external_dependencies = {
+    LIBUV = { header = "uv.h", library = "uv" },
+    ZOOKEEPER = { header = "zookeeper/zookeeper.h", library = "zookeeper_mt" },
+}
+build = {
+    type = "builtin",
+    modules = {
+        ["disco.core"] = {
+            sources = {
+                "core/error.c",
+                "core/log.c",
+                "core/loop.c",
+                "core/queue.c",
+                "core/queue_probe.c",
+                "core/signal.c",
+                "core/timer.c",
+                "bindings/dl_core.c",
+                "bindings/dl_pcall.c",
+                "bindings/dl_loop.c",
+                "bindings/dl_log.c",
+                "bindings/dl_handle.c",
+                "bindings/dl_timer.c",
+                "bindings/dl_signal.c",
+                "bindings/dl_queue.c",
+            },
+            defines = { "_GNU_SOURCE", "THREADED" },
+            incdirs = { "core", "$(LIBUV_INCDIR)", "$(ZOOKEEPER_INCDIR)" },
+            libdirs = { "$(LIBUV_LIBDIR)", "$(ZOOKEEPER_LIBDIR)" },
+            libraries = { "uv", "zookeeper_mt", "pthread" },
+        },
+        ["disco"] = "lua/disco/init.lua",
+        ["disco.log"] = "lua/disco/log.lua",
+        ["disco.runtime"] = "lua/disco/runtime.lua",
+        ["disco.cli"] = "lua/disco/cli/init.lua",
+        ["disco.cli.help"] = "lua/disco/cli/help.lua",
+        ["disco.cli.run"] = "lua/disco/cli/run.lua",
+        ["disco.cli.version"] = "lua/disco/cli/version.lua",
+        ["disco.testing.process"] = "lua/disco/testing/process.lua",
+        ["disco.testing.zookeeper"] = "lua/disco/testing/zookeeper.lua",
+    },
+    copy_directories = { "plugins", "docs" },
+}

@@ -1,0 +1,117 @@
+-- The `disco` host binary: subcommands, exit statuses, `disco run` with
+-- errors in scripts and callbacks, and clean stops on signals.
+local helpers = require "spec.helpers"
+
+local function script(body)
+    return helpers.write_file(helpers.tmpdir() .. "/script.lua", body)
+end
+
+describe("disco (host binary)", function()
+    it("prints its version", function()
+        local status, out = helpers.run_disco({ "version" })
+        assert.equals(0, status)
+        assert.matches("^disco 0%.1%.0 %(core ABI 1, LuaJIT [^,]+, libuv 1%.[%d.]+, modules from build%)\n$", out)
+    end)
+
+    it("lists the commands, and shows one command's help", function()
+        local status, out = helpers.run_disco({ "help" })
+        assert.equals(0, status)
+        assert.matches("run%s+run a Lua script", out)
+        assert.matches("version%s+print the versions", out)
+        status, out = helpers.run_disco({ "help", "run" })
+        assert.equals(0, status)
+        assert.matches("usage: disco run SCRIPT.lua", out)
+    end)
+
+    it("exits 2 on usage errors", function()
+        local status, _, err = helpers.run_disco({})
+        assert.equals(2, status)
+        assert.matches("usage: disco COMMAND", err)
+        status, _, err = helpers.run_disco({ "frobnicate" })
+        assert.equals(2, status)
+        assert.matches("unknown command 'frobnicate'", err)
+        status, _, err = helpers.run_disco({ "run" })
+        assert.equals(2, status)
+        assert.matches("missing the script", err)
+        status, _, err = helpers.run_disco({ "run", "/nonexistent/x.lua" })
+        assert.equals(2, status)
+        assert.matches("cannot read '/nonexistent/x.lua'", err)
+        status = helpers.run_disco({ "help", "nope" })
+        assert.equals(2, status)
+    end)
+
+    it("runs a script with the runtime and its arguments", function()
+        local path = script([[
+            local rt, a, b = ...
+            print(type(rt.loop), a, b, arg[0] ~= nil, arg[1], #arg)
+            rt:after(10, function() print("timer fired"); rt:stop(0) end)
+        ]])
+        local status, out = helpers.run_disco({ "run", path, "x", "y" })
+        assert.equals(0, status)
+        assert.equals("userdata\tx\ty\ttrue\tx\t2\ntimer fired\n", out)
+    end)
+
+    it("exits with the code the script stops with", function()
+        local status = helpers.run_disco({ "run", script("local rt = ... rt:stop(7)") })
+        assert.equals(7, status)
+    end)
+
+    it("exits 1 with the traceback when the script raises", function()
+        local path = script("local function inner() error('script failed') end\ninner()\n")
+        local status, _, err = helpers.run_disco({ "run", path })
+        assert.equals(1, status)
+        assert.matches("script failed", err)
+        assert.matches("stack traceback", err)
+        assert.matches("in function 'inner'", err)
+    end)
+
+    it("exits 1 on a syntax error", function()
+        local status, _, err = helpers.run_disco({ "run", script("local x = = 1") })
+        assert.equals(1, status)
+        assert.matches("unexpected symbol", err)
+    end)
+
+    it("logs an error in a timer callback and keeps the other timers running", function()
+        local path = script([[
+            local rt = ...
+            local ticks = 0
+            rt:after(5, function() error("timer exploded") end, "exploding")
+            rt:every(5, function()
+                ticks = ticks + 1
+                if ticks == 10 then
+                    print("ticks " .. ticks)
+                    rt:stop(0)
+                end
+            end, "steady")
+        ]])
+        local status, out, err = helpers.run_disco({ "run", path })
+        assert.equals(0, status)
+        assert.equals("ticks 10\n", out)
+        assert.matches("ERROR %[exploding%] callback error: .*timer exploded", err)
+        assert.matches("stack traceback", err)
+    end)
+
+    for _, signame in ipairs({ "INT", "TERM" }) do
+        it("stops cleanly with status 0 on SIG" .. signame, function()
+            local dir = helpers.tmpdir()
+            local ready = dir .. "/ready"
+            local path = script(string.format([[
+                local rt = ...
+                rt:every(1000, function() end)  -- would run forever
+                local f = assert(io.open(%q, "w")); f:write("1"); f:close()
+            ]], ready))
+            local cmd = string.format(
+                "%s run %s >%s/out 2>%s/err & pid=$!; "
+                .. "i=0; while [ ! -f %s ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; "
+                .. "kill -%s $pid; wait $pid; echo $?",
+                helpers.shell_quote(helpers.disco_bin), helpers.shell_quote(path),
+                dir, dir, helpers.shell_quote(ready), signame)
+            local pipe = assert(io.popen("timeout -s KILL 30 sh -c " .. helpers.shell_quote(cmd)))
+            local status = tonumber(pipe:read("*l"))
+            pipe:close()
+            assert.equals(0, status)
+            assert.matches("SIG" .. signame .. " received, stopping",
+                           helpers.read_file(dir .. "/err"))
+        end)
+    end
+end)

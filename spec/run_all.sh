@@ -1,0 +1,95 @@
+#!/bin/sh
+# Runs every test of the project: the C core tests, then the busted specs
+# (unit and integration) under LuaJIT. Prints one closing line
+# "N passed, N failed, N skipped" counting both, and exits non-zero on any
+# failure. Called by `make test` (BUILD=build) and `make asan`
+# (BUILD=build-asan).
+set -u
+
+BUILD=${BUILD:-build}
+ROOT=$(pwd)
+
+# Everything a test starts or writes lives under one directory that this
+# script removes, and every process group the helpers start is recorded so
+# that a crashed run still leaves nothing behind.
+DISCO_TEST_TMPDIR=$(mktemp -d /tmp/disco-test.XXXXXX)
+DISCO_TEST_PIDFILE=$DISCO_TEST_TMPDIR/pgids
+export DISCO_TEST_TMPDIR DISCO_TEST_PIDFILE BUILD
+
+cleanup() {
+  if [ -f "$DISCO_TEST_PIDFILE" ]; then
+    while read -r pgid; do
+      case $pgid in
+        '' | *[!0-9]*) ;;
+        *) kill -KILL -- "-$pgid" 2>/dev/null ;;
+      esac
+    done <"$DISCO_TEST_PIDFILE"
+  fi
+  rm -rf "$DISCO_TEST_TMPDIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+passed=0
+failed=0
+skipped=0
+
+# --- C core tests. The binary ends with "ctest: passed=N failed=M".
+echo "== C core tests ($BUILD/test/core_tests)"
+"$BUILD/test/core_tests" >"$DISCO_TEST_TMPDIR/ctest.out" 2>&1
+ctest_status=$?
+cat "$DISCO_TEST_TMPDIR/ctest.out"
+summary=$(grep '^ctest: passed=' "$DISCO_TEST_TMPDIR/ctest.out" | tail -n 1)
+if [ -n "$summary" ]; then
+  cp=$(echo "$summary" | sed 's/.*passed=\([0-9]*\).*/\1/')
+  cf=$(echo "$summary" | sed 's/.*failed=\([0-9]*\).*/\1/')
+  passed=$((passed + cp))
+  failed=$((failed + cf))
+  if [ "$ctest_status" -ne 0 ] && [ "$cf" -eq 0 ]; then
+    echo "C core tests exited with status $ctest_status after reporting"
+    failed=$((failed + 1))
+  fi
+else
+  echo "C core tests crashed or printed no summary (status $ctest_status)"
+  failed=$((failed + 1))
+fi
+
+# --- busted specs under LuaJIT, against the modules of this build.
+echo "== busted specs"
+LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$ROOT/?.lua;;"
+LUA_CPATH="$ROOT/$BUILD/lib/?.so;;"
+export LUA_PATH LUA_CPATH
+if [ "${SANITIZE:-0}" = 1 ]; then
+  # The module is built with ASan/UBSan but luajit is not: the sanitizer
+  # runtimes must be loaded first. LuaJIT and busted allocate for the life of
+  # the process, so leak checking is left to the C tests and the host binary.
+  LD_PRELOAD="$(${CC:-cc} -print-file-name=libasan.so) $(${CC:-cc} -print-file-name=libubsan.so)"
+  ASAN_OPTIONS=detect_leaks=0
+  export LD_PRELOAD ASAN_OPTIONS
+fi
+luajit /usr/bin/busted --output=utfTerminal ${BUSTED_ARGS:-} \
+  >"$DISCO_TEST_TMPDIR/busted.out" 2>&1
+busted_status=$?
+unset LD_PRELOAD
+cat "$DISCO_TEST_TMPDIR/busted.out"
+# The closing line of busted's terminal output:
+# "N successes / N failures / N errors / N pending : T seconds"
+summary=$(sed 's/\x1b\[[0-9;]*m//g' "$DISCO_TEST_TMPDIR/busted.out" |
+  grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' |
+  tail -n 1)
+if [ -n "$summary" ]; then
+  set -- $(echo "$summary" | sed 's/[^0-9 ]//g')
+  passed=$((passed + $1))
+  failed=$((failed + $2 + $3))
+  skipped=$((skipped + $4))
+  if [ "$busted_status" -ne 0 ] && [ "$(($2 + $3))" -eq 0 ]; then
+    echo "busted exited with status $busted_status after reporting"
+    failed=$((failed + 1))
+  fi
+else
+  echo "busted crashed or printed no summary (status $busted_status)"
+  failed=$((failed + 1))
+fi
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
