@@ -39,37 +39,62 @@ static int host_file_exists(const char *path) {
   return access(path, R_OK) == 0;
 }
 
-/* Fills `paths`; returns 0, or -1 when a path does not fit. */
-static int host_find_paths(host_paths_t *paths) {
-  char dir[PATH_MAX];
+/*
+ * Uses the layout where `lua_dir`/disco/init.lua exists (relative paths are
+ * taken from `exe_dir`). Returns 1 when it does and `paths` is filled.
+ */
+static int host_try_layout(host_paths_t *paths, const char *exe_dir,
+                           const char *lua_dir, const char *plugin_dir,
+                           const char *tree) {
+  char lua_path[PATH_MAX];
+  char plugin_path[PATH_MAX];
   char probe[PATH_MAX];
-  char root[PATH_MAX];
+  const char *base = exe_dir;
+  if (lua_dir[0] == '/')
+    base = "";
+  if (snprintf(lua_path, sizeof(lua_path), "%s%s%s", base, *base ? "/" : "",
+               lua_dir) >= (int)sizeof(lua_path) ||
+      snprintf(plugin_path, sizeof(plugin_path), "%s%s%s", base,
+               *base ? "/" : "", plugin_dir) >= (int)sizeof(plugin_path) ||
+      snprintf(probe, sizeof(probe), "%s/disco/init.lua", lua_path) >=
+          (int)sizeof(probe) ||
+      !host_file_exists(probe) || realpath(lua_path, paths->lua_dir) == NULL)
+    return 0;
+  /* The plugin directory may not exist yet; keep the path as given. */
+  if (realpath(plugin_path, paths->plugin_dir) == NULL)
+    strcpy(paths->plugin_dir, plugin_path);
+  paths->tree = tree;
+  return 1;
+}
+
+/*
+ * Finds disco's Lua modules and plugins: a build tree (build/disco beside
+ * lua/), then an installed prefix relative to the binary (PREFIX/bin/disco
+ * beside PREFIX/share/lua/5.1), so an installed tree can be moved, then the
+ * prefix fixed at build time.
+ */
+static void host_find_paths(host_paths_t *paths) {
+  char exe_dir[PATH_MAX];
   size_t size = sizeof(paths->exe);
   char *slash;
   if (uv_exepath(paths->exe, &size) != 0)
     paths->exe[0] = '\0';
-  strcpy(dir, paths->exe);
-  slash = strrchr(dir, '/');
+  strcpy(exe_dir, paths->exe);
+  slash = strrchr(exe_dir, '/');
   if (slash != NULL) {
     *slash = '\0';
-    if (snprintf(probe, sizeof(probe), "%s/../lua/disco/init.lua", dir) <
-            (int)sizeof(probe) &&
-        host_file_exists(probe) &&
-        snprintf(probe, sizeof(probe), "%s/..", dir) < (int)sizeof(probe) &&
-        realpath(probe, root) != NULL) {
-      paths->tree = "build";
-      if (snprintf(paths->lua_dir, sizeof(paths->lua_dir), "%s/lua", root) >=
-              (int)sizeof(paths->lua_dir) ||
-          snprintf(paths->plugin_dir, sizeof(paths->plugin_dir), "%s/plugins",
-                   root) >= (int)sizeof(paths->plugin_dir))
-        return -1;
-      return 0;
-    }
+    if (host_try_layout(paths, exe_dir, "../lua", "../plugins", "build") ||
+        host_try_layout(paths, exe_dir, "../share/lua/5.1",
+                        "../share/disco/plugins", "installed"))
+      return;
   }
+  if (host_try_layout(paths, "", DISCO_LUA_DIR, DISCO_PLUGIN_DIR, "installed"))
+    return;
+  /* Nothing found: keep the configured paths so that the error from
+   * require names where the modules were expected. */
   paths->tree = "installed";
   strcpy(paths->lua_dir, DISCO_LUA_DIR);
   strcpy(paths->plugin_dir, DISCO_PLUGIN_DIR);
-  return 0;
 }
 
 /* [-0, +0] Prepends disco's module directories to package.path, preloads
@@ -143,10 +168,7 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   argv = uv_setup_args(argc, argv);
 
-  if (host_find_paths(&paths) != 0) {
-    fprintf(stderr, "disco: installation path too long\n");
-    return 1;
-  }
+  host_find_paths(&paths);
   L = luaL_newstate();
   if (L == NULL) {
     fprintf(stderr, "disco: cannot create a Lua state (out of memory)\n");

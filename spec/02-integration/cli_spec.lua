@@ -10,7 +10,9 @@ describe("disco (host binary)", function()
     it("prints its version", function()
         local status, out = helpers.run_disco({ "version" })
         assert.equals(0, status)
-        assert.matches("^disco 0%.1%.0 %(core ABI 1, LuaJIT [^,]+, libuv 1%.[%d.]+, modules from build%)\n$", out)
+        local lua_dir = assert(io.popen("pwd")):read("*l") .. "/lua"
+        assert.equals(string.format("disco 0.1.0 (core ABI 1, %s, libuv %s, modules from build %s)\n",
+                                    jit.version, require("disco.core").LIBUV_VERSION, lua_dir), out)
     end)
 
     it("lists the commands, and shows one command's help", function()
@@ -89,6 +91,31 @@ describe("disco (host binary)", function()
         assert.equals("ticks 10\n", out)
         assert.matches("ERROR %[exploding%] callback error: .*timer exploded", err)
         assert.matches("stack traceback", err)
+    end)
+
+    it("runs from an installed prefix, away from the checkout", function()
+        local prefix = helpers.tmpdir() .. "/prefix"
+        local q = helpers.shell_quote
+        local log = helpers.tmpdir() .. "/install.log"
+        local status = os.execute("make -s install PREFIX=" .. q(prefix) .. " BUILD="
+                                  .. q(os.getenv("BUILD") or "build") .. " >" .. q(log) .. " 2>&1")
+        assert.is_true(status == 0 or status == true, helpers.read_file(log))
+        local dir = helpers.tmpdir()
+        helpers.write_file(dir .. "/s.lua", "local rt = ... rt:after(1, function() "
+                           .. "print(package.loaded['disco.host'].tree) rt:stop(0) end)")
+        local out = dir .. "/out"
+        status = os.execute("cd / && env -u LUA_PATH -u LUA_CPATH " .. q(prefix .. "/bin/disco")
+                            .. " run " .. q(dir .. "/s.lua") .. " >" .. q(out) .. " 2>&1")
+        assert.is_true(status == 0 or status == true, helpers.read_file(out))
+        assert.equals("installed\n", helpers.read_file(out))
+        -- A moved prefix still finds its modules (they sit beside bin/).
+        local moved = helpers.tmpdir() .. "/moved"
+        os.execute("mv " .. q(prefix) .. " " .. q(moved))
+        status = os.execute("cd / && env -u LUA_PATH -u LUA_CPATH " .. q(moved .. "/bin/disco")
+                            .. " version >" .. q(out) .. " 2>&1")
+        assert.is_true(status == 0 or status == true, helpers.read_file(out))
+        assert.matches("modules from installed " .. moved:gsub("%p", "%%%0")
+                       .. "/share/lua/5.1", helpers.read_file(out))
     end)
 
     for _, signame in ipairs({ "INT", "TERM" }) do

@@ -19,9 +19,10 @@ function _M.run(args)
     local disco = require "disco"
     local host = package.loaded["disco.host"] or {}
     io.stdout:write(string.format(
-        "disco %s (core ABI %d, %s, libuv %s, modules from %s)\n",
+        "disco %s (core ABI %d, %s, libuv %s, modules from %s %s)\n",
         disco.VERSION, disco.core.ABI_VERSION, jit and jit.version or _VERSION,
-        disco.core.LIBUV_VERSION, host.tree or "package.path"))
+        disco.core.LIBUV_VERSION, host.tree or "package.path",
+        host.lua_dir or "(not the disco binary)"))
     return 0
 end
 
