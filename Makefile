@@ -25,7 +25,7 @@ DEB_PACKAGES := build-essential pkg-config luajit2 libluajit2-5.1-dev \
 
 # The C sources of the disco.core Lua module. rockspec/disco-scm-1.rockspec
 # lists the same files; spec/01-unit/rockspec_spec.lua checks that they agree.
-CORE_SRC := core/error.c core/log.c core/loop.c core/queue.c \
+CORE_SRC := core/error.c core/handle.c core/log.c core/loop.c core/queue.c \
   core/queue_probe.c core/signal.c core/timer.c
 BINDING_SRC := bindings/dl_core.c bindings/dl_pcall.c bindings/dl_loop.c \
   bindings/dl_log.c bindings/dl_handle.c bindings/dl_timer.c \

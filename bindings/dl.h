@@ -10,6 +10,14 @@
  *   side may outlive or which may outlive the C side; whichever of the two
  *   lets go last frees it.
  * - Every call from the loop into Lua goes through dl_pcall().
+ *
+ * Raising: a `static int dl_<type>_<method>(lua_State *L)` is a Lua C
+ * function; it may raise (longjmp) through luaL_check* and luaL_error on
+ * bad arguments, and is only ever called by Lua. Functions the core calls
+ * (timer, signal, probe and log callbacks, dl_handle_on_close) never raise:
+ * they only touch the Lua stack through protected calls and reference
+ * releases. The other helpers say their stack effect as [-pop, +push] and
+ * whether they may raise.
  */
 #ifndef DL_H
 #define DL_H
@@ -71,8 +79,10 @@ typedef struct dl_handle_s {
 } dl_handle_t;
 
 /* dl_core.c */
+/* [-0, +0] The context of this Lua state; NULL before luaopen. No raise. */
 dl_ctx_t *dl_ctx(lua_State *L);
-/* [-0, +3] Pushes nil, "ENAME: message", "ENAME"; returns 3. */
+/* [-0, +3] Pushes nil, "ENAME: message", "ENAME"; returns 3. May raise
+ * only on memory exhaustion. */
 int dl_push_error(lua_State *L, int err);
 /* [-0, +0] Releases a registry reference and resets it to LUA_NOREF. */
 void dl_unref(lua_State *L, int *ref);
@@ -93,8 +103,10 @@ int dl_callback_errors(lua_State *L);
 /* dl_loop.c */
 int dl_loop_new(lua_State *L);
 void dl_loop_register(lua_State *L);
+/* [-0, +0] The open loop at idx; raises when it is not one or is closed. */
 dl_loop_t *dl_check_loop(lua_State *L, int idx);
-/* Runs `fn` with ctx->cur_L set to L, restoring the previous value after. */
+/* Sets ctx->cur_L to L (the thread about to run callbacks) and returns the
+ * previous value, which dl_leave() restores. No stack effect. */
 lua_State *dl_enter(dl_ctx_t *ctx, lua_State *L);
 void dl_leave(dl_ctx_t *ctx, lua_State *previous);
 
@@ -113,11 +125,13 @@ void dl_log_release(lua_State *L, dl_loop_t *lp);
  * dl_handle_on_close and the returned state as its data. */
 dl_handle_t *dl_handle_new(lua_State *L, int loop_idx, int name_idx,
                            const char *mt, const char *default_name);
+/* [-0, +0] The handle at idx; raises on a wrong type, and when
+ * must_be_open and close() was called. */
 dl_handle_t *dl_check_handle(lua_State *L, int idx, const char *mt,
                              int must_be_open);
-/* Stores the callback at fn_idx and anchors the box at box_idx while the
- * handle is active; dl_handle_deactivate drops the anchor (the callback stays
- * for a restart). */
+/* [-0, +0] Stores the callback at fn_idx and anchors the box at box_idx
+ * while the handle is active; dl_handle_deactivate drops the anchor (the
+ * callback stays for a restart). May raise only on memory exhaustion. */
 void dl_handle_activate(lua_State *L, dl_handle_t *h, int fn_idx, int box_idx);
 void dl_handle_deactivate(lua_State *L, dl_handle_t *h);
 /* The core close callback shared by timers and signals. */
@@ -125,8 +139,8 @@ void dl_handle_on_close(void *core_handle, void *data);
 /* [-0, +2 | 0] Pushes the handle's callback then its box; returns 0 when
  * there is no callback to call (stack unchanged). */
 int dl_handle_push_callback(lua_State *L, dl_handle_t *h);
-int dl_handle_gc(lua_State *L);
-int dl_handle_close(lua_State *L);
+/* [-0, +0] Creates the metatable `mt` with `methods` plus the shared ones
+ * (close, is_closed, name, ref, unref) and the __gc backstop. */
 void dl_handle_register(lua_State *L, const char *mt, const luaL_Reg *methods);
 
 /* dl_timer.c, dl_signal.c, dl_queue.c */

@@ -94,7 +94,7 @@ static dl_handle_t *dl_check_own(lua_State *L) {
   return dl_check_handle(L, 1, lua_tostring(L, lua_upvalueindex(1)), 0);
 }
 
-int dl_handle_close(lua_State *L) {
+static int dl_handle_close(lua_State *L) {
   dl_handle_t *h = dl_check_own(L);
   h->closing = 1;
   if (h->core != NULL)
@@ -102,7 +102,8 @@ int dl_handle_close(lua_State *L) {
   return 0;
 }
 
-int dl_handle_gc(lua_State *L) {
+/* The __gc backstop: the same close as handle:close(); never calls Lua. */
+static int dl_handle_gc(lua_State *L) {
   dl_handle_t *h = *(dl_handle_t **)lua_touserdata(L, 1);
   h->box_alive = 0;
   if (h->core != NULL)
@@ -117,7 +118,8 @@ static int dl_handle_tostring(lua_State *L) {
   lua_getmetatable(L, 1);
   lua_getfield(L, -1, "__name");
   lua_pushfstring(L, "%s \"%s\" (%s): %p", lua_tostring(L, -1), h->name,
-                  h->core != NULL ? "open" : "closed", (void *)h);
+                  h->core != NULL && !h->closing ? "open" : "closed",
+                  (void *)h);
   return 1;
 }
 

@@ -76,6 +76,32 @@ int disco__handle_register(disco_loop_t *loop, disco__handle_t *handle,
 /* Loop thread, from the handle's libuv close callback. */
 void disco__handle_unregister(disco__handle_t *handle);
 
+/*
+ * What every core handle that wraps one libuv handle (timers, signals, and
+ * the sockets to come) shares: registration with the loop, the owner's close
+ * callback, the idempotent close, and freeing the wrapper afterwards. Embed
+ * it first in the wrapper struct; `owner` is the wrapper (what the public
+ * API hands out), which the core frees after the close callback ran.
+ */
+typedef struct {
+  disco__handle_t base;
+  uv_handle_t *uv;
+  void *owner;
+  disco_handle_close_cb close_cb;
+  void *data;
+  int closing;
+} disco__uvhandle_t;
+
+/* Loop thread, after the libuv handle was initialised; the caller checked
+ * that the loop is open, so registration cannot fail. */
+void disco__uvhandle_open(disco_loop_t *loop, disco__uvhandle_t *handle,
+                          uv_handle_t *uv, void *owner,
+                          disco_handle_close_cb close_cb, void *data);
+/* Idempotent; the close callback runs on a later loop iteration, then the
+ * owner is freed. */
+void disco__uvhandle_close(disco__uvhandle_t *handle);
+void disco__uvhandle_set_ref(disco__uvhandle_t *handle, int ref);
+
 /* ------------------------------------------------------------------ loop */
 
 /*

@@ -7,12 +7,9 @@
 #include "internal.h"
 
 struct disco_signal_s {
-  disco__handle_t handle; /* in loop->handles until closed */
+  disco__uvhandle_t handle; /* first: the core frees the watcher through it */
   uv_signal_t uv;
   disco_signal_cb cb;
-  disco_handle_close_cb close_cb;
-  void *data;
-  int closing;
 };
 
 static void disco__signal_cb(uv_signal_t *uv, int signum) {
@@ -20,20 +17,6 @@ static void disco__signal_cb(uv_signal_t *uv, int signum) {
 
   sig = disco__container_of(uv, disco_signal_t, uv);
   sig->cb(sig, signum);
-}
-
-static void disco__signal_close_cb(uv_handle_t *uv) {
-  disco_signal_t *sig;
-
-  sig = disco__container_of((uv_signal_t *)uv, disco_signal_t, uv);
-  disco__handle_unregister(&sig->handle);
-  if (sig->close_cb != NULL)
-    sig->close_cb(sig, sig->data);
-  free(sig);
-}
-
-static void disco__signal_handle_close(disco__handle_t *handle) {
-  disco_signal_close(disco__container_of(handle, disco_signal_t, handle));
 }
 
 int disco_signal_new(disco_loop_t *loop, disco_handle_close_cb close_cb,
@@ -53,10 +36,8 @@ int disco_signal_new(disco_loop_t *loop, disco_handle_close_cb close_cb,
     free(sig);
     return disco_translate_uv_error(err);
   }
-  sig->close_cb = close_cb;
-  sig->data = data;
-  /* Cannot fail: the loop was checked above and nothing ran since. */
-  disco__handle_register(loop, &sig->handle, disco__signal_handle_close);
+  disco__uvhandle_open(loop, &sig->handle, (uv_handle_t *)&sig->uv, sig,
+                       close_cb, data);
   *out = sig;
   return 0;
 }
@@ -64,7 +45,7 @@ int disco_signal_new(disco_loop_t *loop, disco_handle_close_cb close_cb,
 int disco_signal_start(disco_signal_t *signal, disco_signal_cb cb, int signum) {
   if (signal == NULL || cb == NULL)
     return DISCO_EINVAL;
-  if (signal->closing)
+  if (signal->handle.closing)
     return DISCO_ECLOSED;
   signal->cb = cb;
   /* Starting a watcher that watches another signal moves it, as libuv. */
@@ -75,27 +56,21 @@ int disco_signal_start(disco_signal_t *signal, disco_signal_cb cb, int signum) {
 int disco_signal_stop(disco_signal_t *signal) {
   if (signal == NULL)
     return DISCO_EINVAL;
-  if (signal->closing)
+  if (signal->handle.closing)
     return DISCO_ECLOSED;
   return disco_translate_uv_error(uv_signal_stop(&signal->uv));
 }
 
 void disco_signal_set_ref(disco_signal_t *signal, int ref) {
-  if (signal == NULL || signal->closing)
-    return;
-  if (ref)
-    uv_ref((uv_handle_t *)&signal->uv);
-  else
-    uv_unref((uv_handle_t *)&signal->uv);
+  if (signal != NULL)
+    disco__uvhandle_set_ref(&signal->handle, ref);
 }
 
 void disco_signal_close(disco_signal_t *signal) {
-  if (signal == NULL || signal->closing)
-    return;
-  signal->closing = 1;
-  uv_close((uv_handle_t *)&signal->uv, disco__signal_close_cb);
+  if (signal != NULL)
+    disco__uvhandle_close(&signal->handle);
 }
 
 void *disco_signal_data(const disco_signal_t *signal) {
-  return signal->data;
+  return signal->handle.data;
 }

@@ -7,12 +7,9 @@
 #include "internal.h"
 
 struct disco_timer_s {
-  disco__handle_t handle; /* in loop->handles until closed */
+  disco__uvhandle_t handle; /* first: the core frees the timer through it */
   uv_timer_t uv;
   disco_timer_cb cb;
-  disco_handle_close_cb close_cb;
-  void *data;
-  int closing;
 };
 
 static void disco__timer_cb(uv_timer_t *uv) {
@@ -20,20 +17,6 @@ static void disco__timer_cb(uv_timer_t *uv) {
 
   timer = disco__container_of(uv, disco_timer_t, uv);
   timer->cb(timer);
-}
-
-static void disco__timer_close_cb(uv_handle_t *uv) {
-  disco_timer_t *timer;
-
-  timer = disco__container_of((uv_timer_t *)uv, disco_timer_t, uv);
-  disco__handle_unregister(&timer->handle);
-  if (timer->close_cb != NULL)
-    timer->close_cb(timer, timer->data);
-  free(timer);
-}
-
-static void disco__timer_handle_close(disco__handle_t *handle) {
-  disco_timer_close(disco__container_of(handle, disco_timer_t, handle));
 }
 
 int disco_timer_new(disco_loop_t *loop, disco_handle_close_cb close_cb,
@@ -53,10 +36,8 @@ int disco_timer_new(disco_loop_t *loop, disco_handle_close_cb close_cb,
     free(timer);
     return disco_translate_uv_error(err);
   }
-  timer->close_cb = close_cb;
-  timer->data = data;
-  /* Cannot fail: the loop was checked above and nothing ran since. */
-  disco__handle_register(loop, &timer->handle, disco__timer_handle_close);
+  disco__uvhandle_open(loop, &timer->handle, (uv_handle_t *)&timer->uv, timer,
+                       close_cb, data);
   *out = timer;
   return 0;
 }
@@ -65,7 +46,7 @@ int disco_timer_start(disco_timer_t *timer, disco_timer_cb cb,
                       uint64_t timeout_ms, uint64_t repeat_ms) {
   if (timer == NULL || cb == NULL)
     return DISCO_EINVAL;
-  if (timer->closing)
+  if (timer->handle.closing)
     return DISCO_ECLOSED;
   timer->cb = cb;
   /* uv_timer_start() re-arms an active timer, which is what restart means. */
@@ -76,33 +57,27 @@ int disco_timer_start(disco_timer_t *timer, disco_timer_cb cb,
 int disco_timer_stop(disco_timer_t *timer) {
   if (timer == NULL)
     return DISCO_EINVAL;
-  if (timer->closing)
+  if (timer->handle.closing)
     return DISCO_ECLOSED;
   return disco_translate_uv_error(uv_timer_stop(&timer->uv));
 }
 
 int disco_timer_is_active(const disco_timer_t *timer) {
-  if (timer == NULL || timer->closing)
+  if (timer == NULL || timer->handle.closing)
     return 0;
   return uv_is_active((const uv_handle_t *)&timer->uv);
 }
 
 void disco_timer_set_ref(disco_timer_t *timer, int ref) {
-  if (timer == NULL || timer->closing)
-    return;
-  if (ref)
-    uv_ref((uv_handle_t *)&timer->uv);
-  else
-    uv_unref((uv_handle_t *)&timer->uv);
+  if (timer != NULL)
+    disco__uvhandle_set_ref(&timer->handle, ref);
 }
 
 void disco_timer_close(disco_timer_t *timer) {
-  if (timer == NULL || timer->closing)
-    return;
-  timer->closing = 1;
-  uv_close((uv_handle_t *)&timer->uv, disco__timer_close_cb);
+  if (timer != NULL)
+    disco__uvhandle_close(&timer->handle);
 }
 
 void *disco_timer_data(const disco_timer_t *timer) {
-  return timer->data;
+  return timer->handle.data;
 }

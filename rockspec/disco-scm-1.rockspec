@@ -31,6 +31,7 @@ build = {
         ["disco.core"] = {
             sources = {
                 "core/error.c",
+                "core/handle.c",
                 "core/log.c",
                 "core/loop.c",
                 "core/queue.c",
@@ -58,8 +59,14 @@ build = {
         ["disco.cli.help"] = "lua/disco/cli/help.lua",
         ["disco.cli.run"] = "lua/disco/cli/run.lua",
         ["disco.cli.version"] = "lua/disco/cli/version.lua",
+        ["disco.testing.files"] = "lua/disco/testing/files.lua",
+        ["disco.testing.ports"] = "lua/disco/testing/ports.lua",
         ["disco.testing.process"] = "lua/disco/testing/process.lua",
-        ["disco.testing.zookeeper"] = "lua/disco/testing/zookeeper.lua",
+        ["disco.testing.zookeeper"] = "lua/disco/testing/zookeeper/init.lua",
+        ["disco.testing.zookeeper.commands"] = "lua/disco/testing/zookeeper/commands.lua",
+        ["disco.testing.zookeeper.ensemble"] = "lua/disco/testing/zookeeper/ensemble.lua",
+        ["disco.testing.zookeeper.jvm"] = "lua/disco/testing/zookeeper/jvm.lua",
+        ["disco.testing.zookeeper.server"] = "lua/disco/testing/zookeeper/server.lua",
     },
     copy_directories = { "plugins", "docs" },
 }

@@ -116,6 +116,9 @@ end
 -- `disco run`.
 function runtime:stop(code)
     if code ~= nil then
+        if type(code) ~= "number" or code % 1 ~= 0 or code < 0 or code > 255 then
+            error("exit code must be an integer from 0 to 255, got " .. tostring(code), 2)
+        end
         self.exit_code = code
     end
     self.loop:stop()

@@ -64,6 +64,9 @@ describe("disco.runtime", function()
         rt:every(1, function() rt:stop(3) end)
         rt:run()
         assert.equals(3, rt.exit_code)
+        assert.has_error(function() rt:stop("x") end,
+                         "exit code must be an integer from 0 to 255, got x")
+        assert.has_error(function() rt:stop(256) end)
     end)
 
     it("formats log lines and survives a bad format", function()

@@ -254,6 +254,20 @@ function _M.find(needle)
     return found
 end
 
+--- Run a short shell command in the foreground (not detached, no watchdog)
+-- and report whether it succeeded, with its output.
+-- The marker avoids depending on how this Lua reports exit statuses.
+-- @tparam string cmd a shell command line; quote its words with @{quote}
+-- @treturn boolean whether it exited with status 0
+-- @treturn string its stdout and stderr
+function _M.shell(cmd)
+    local p = io.popen("{ " .. cmd .. "; } 2>&1 && echo __disco_ok")
+    local out = p:read("*a") or ""
+    p:close()
+    local ok = out:find("__disco_ok\n$") ~= nil
+    return ok, (out:gsub("__disco_ok\n$", ""))
+end
+
 -- The watchdog. It runs as the session leader of the new group, starts the
 -- command as its child and polls both the owner and the child. Identities
 -- compare start times, so a recycled owner pid is not mistaken for the

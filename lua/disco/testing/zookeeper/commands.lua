@@ -1,0 +1,103 @@
+--- Asking a ZooKeeper server from outside, independently of disco's
+-- client: four-letter words on its client port, and one-shot zkCli
+-- commands.
+--
+-- @module disco.testing.zookeeper.commands
+
+local process = require("disco.testing.process")
+local jvm = require("disco.testing.zookeeper.jvm")
+
+local _M = {}
+
+local quote = process.quote
+local string_format = string.format
+local table_concat = table.concat
+local tonumber = tonumber
+local tostring = tostring
+local type = type
+
+local CLI_CLASS = jvm.CLI_CLASS
+
+--- Send a four-letter word to a port on 127.0.0.1.
+-- @tparam number port
+-- @tparam string cmd e.g. "srvr", "conf", "ruok"
+-- @tparam[opt=2000] number timeout_ms bound on connect plus answer
+-- @treturn string|nil the answer
+-- @treturn[opt] string "timeout", "connection refused" or "no answer"
+function _M.four_letter(port, cmd, timeout_ms)
+    port = tonumber(port)
+    if not port or port < 1 or port > 65535 or port ~= math.floor(port) then
+        error("zookeeper.four_letter: invalid port " .. tostring(port), 2)
+    end
+    if type(cmd) ~= "string" or not cmd:match("^%l%l%l%l$") then
+        error("zookeeper.four_letter: invalid command " .. tostring(cmd), 2)
+    end
+    local secs = string_format("%.3f", (timeout_ms or 2000) / 1000)
+    -- bash execs cat so that timeout signals the process that blocks on the
+    -- socket; a cat left behind would hold our pipe open forever.
+    local script = "exec 3<>/dev/tcp/127.0.0.1/" .. port
+        .. " && printf %s " .. cmd .. " >&3 && exec cat <&3"
+    local p = io.popen("timeout -k 1 " .. secs .. " bash -c " .. quote(script)
+        .. " 2>/dev/null; printf '\\n__disco_rc=%d\\n' \"$?\"")
+    local out = p:read("*a") or ""
+    p:close()
+    local answer, rc = out:match("^(.*)\n__disco_rc=(%d+)\n$")
+    rc = tonumber(rc)
+    if rc == 0 and answer ~= "" then
+        return answer
+    elseif rc == 0 then
+        return nil, "no answer"
+    elseif rc == 124 or rc == 137 then
+        return nil, "timeout"
+    end
+    return nil, "connection refused"
+end
+
+--- Run one zkCli command (org.apache.zookeeper.ZooKeeperMain) and return
+-- its output, for checking server state independently of disco's client.
+-- Takes about half a second (a JVM start).
+-- @tparam string connect_string
+-- @tparam {string,...} args e.g. `{"create", "/x", "data"}`
+-- @tparam[opt] table opts `timeout_ms` (15000), `classpath`, `java`
+-- @treturn string|nil output (stdout and stderr, log lines excluded)
+-- @treturn[opt] string error
+function _M.cli(connect_string, args, opts)
+    opts = opts or {}
+    local secs = string_format("%.3f", (opts.timeout_ms or 15000) / 1000)
+    local argv = {
+        opts.java or "java", "-Xmx64m", "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
+        "-cp", table_concat(opts.classpath or jvm.DEFAULT_CLASSPATH, ":"),
+        CLI_CLASS, "-server", connect_string,
+    }
+    for _, a in ipairs(args) do
+        argv[#argv + 1] = a
+    end
+    local words = {}
+    for i, a in ipairs(argv) do
+        words[i] = quote(a)
+    end
+    -- No sanitizer preload (`make asan`) may reach the JVM.
+    local p = io.popen("env -u LD_PRELOAD timeout -k 1 " .. secs .. " " .. table_concat(words, " ")
+        .. " </dev/null 2>&1; printf '\\n__disco_rc=%d\\n' \"$?\"")
+    local out = p:read("*a") or ""
+    p:close()
+    local text, rc = out:match("^(.*)\n__disco_rc=(%d+)\n$")
+    rc = tonumber(rc)
+    if rc == 124 or rc == 137 then
+        return nil, "timeout"
+    end
+    local kept = {}
+    for line in (text or ""):gmatch("[^\n]*") do
+        -- Drop the client's log and connection chatter, keep the answer.
+        if line ~= "" and not line:match("^log4j:")
+            and not line:match("^Connecting to ")
+            and not line:match("^WATCHER::$")
+            and not line:match("^WatchedEvent state:") then
+            kept[#kept + 1] = line
+        end
+    end
+    return table_concat(kept, "\n")
+end
+
+return _M
