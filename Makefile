@@ -98,10 +98,11 @@ $(MODULE): $(CORE_OBJ) $(BINDING_OBJ)
 	@mkdir -p $(@D)
 	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
-# The host links the same objects statically and preloads disco.core.
+# The host links the same objects statically and preloads disco.core. C
+# modules that scripts load (cjson) find the Lua API in libluajit.
 $(HOST): $(HOST_OBJ) $(CORE_OBJ) $(BINDING_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -rdynamic -o $@ $^ $(LUAJIT_LIBS) $(LIBS) -ldl
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LUAJIT_LIBS) $(LIBS) -ldl
 
 $(CTEST): $(CTEST_OBJ) $(CORE_OBJ)
 	@mkdir -p $(@D)
@@ -127,8 +128,9 @@ valgrind: deps
 	@$(MAKE) --no-print-directory ctest
 	valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite \
 	  --errors-for-leak-kinds=definite --track-fds=no -q $(CTEST)
+	@echo "valgrind: C core tests ran with no memory errors and no leaks"
 
-lint:
+lint: deps
 	luacheck lua plugins spec examples
 	clang-format --dry-run -Werror $(CORE_SRC) $(BINDING_SRC) $(HOST_SRC) \
 	  $(CTEST_SRC) core/*.h core/test/*.h bindings/*.h

@@ -119,9 +119,10 @@ function _M.zookeeper()
     return shared_zk
 end
 
+local own_servers = {}
+
 --- A ZooKeeper server of the spec's own (not started). The caller destroys
 -- it, preferably in a `finally`; the end of the run destroys it otherwise.
-local own_servers = {}
 function _M.zookeeper_server(opts)
     local zookeeper = require "disco.testing.zookeeper"
     local server = zookeeper.server(opts)
