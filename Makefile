@@ -26,10 +26,10 @@ DEB_PACKAGES := build-essential pkg-config luajit2 libluajit2-5.1-dev \
 # The C sources of the disco.core Lua module. rockspec/disco-scm-1.rockspec
 # lists the same files; spec/01-unit/rockspec_spec.lua checks that they agree.
 CORE_SRC := core/error.c core/handle.c core/log.c core/loop.c core/queue.c \
-  core/queue_probe.c core/signal.c core/timer.c
+  core/queue_probe.c core/signal.c core/timer.c core/fs_event.c
 BINDING_SRC := bindings/dl_core.c bindings/dl_pcall.c bindings/dl_loop.c \
   bindings/dl_log.c bindings/dl_handle.c bindings/dl_timer.c \
-  bindings/dl_signal.c bindings/dl_queue.c
+  bindings/dl_signal.c bindings/dl_fs_event.c bindings/dl_queue.c
 HOST_SRC := bindings/host.c
 CTEST_SRC := $(wildcard core/test/*.c)
 

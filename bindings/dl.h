@@ -14,10 +14,10 @@
  * Raising: a `static int dl_<type>_<method>(lua_State *L)` is a Lua C
  * function; it may raise (longjmp) through luaL_check* and luaL_error on
  * bad arguments, and is only ever called by Lua. Functions the core calls
- * (timer, signal, probe and log callbacks, dl_handle_on_close) never raise:
- * they only touch the Lua stack through protected calls and reference
- * releases. The other helpers say their stack effect as [-pop, +push] and
- * whether they may raise.
+ * (timer, signal, fs event, probe and log callbacks, dl_handle_on_close)
+ * never raise: they only touch the Lua stack through protected calls and
+ * reference releases. The other helpers say their stack effect as
+ * [-pop, +push] and whether they may raise.
  */
 #ifndef DL_H
 #define DL_H
@@ -34,6 +34,7 @@
 #define DL_LOOP_MT "disco.loop"
 #define DL_TIMER_MT "disco.timer"
 #define DL_SIGNAL_MT "disco.signal"
+#define DL_FS_EVENT_MT "disco.fs_event"
 
 /* Handle names (for log lines) are cut to this many bytes. */
 #define DL_NAME_MAX 64
@@ -66,7 +67,7 @@ typedef struct dl_loop_s {
 
 /* The state shared by a handle's userdata box and its core handle. */
 typedef struct dl_handle_s {
-  void *core; /* disco_timer_t * / disco_signal_t *; NULL once closed */
+  void *core; /* disco_timer_t *, disco_signal_t *, ...; NULL once closed */
   void (*close_core)(void *core);            /* the core's idempotent close */
   void (*set_ref_core)(void *core, int ref); /* keeps the loop alive or not */
   dl_loop_t *owner;                          /* the loop box */
@@ -119,7 +120,7 @@ int dl_loop_set_log_level(lua_State *L);
 int dl_loop_get_log_level(lua_State *L);
 void dl_log_release(lua_State *L, dl_loop_t *lp);
 
-/* dl_handle.c helpers shared by timers and signals. */
+/* dl_handle.c helpers shared by timers, signals and fs events. */
 /* [-0, +1] Pushes a new box for a handle of loop `loop_idx`, named by the
  * optional string at `name_idx`. The caller then creates the core handle with
  * dl_handle_on_close and the returned state as its data. */
@@ -134,7 +135,7 @@ dl_handle_t *dl_check_handle(lua_State *L, int idx, const char *mt,
  * callback stays for a restart). May raise only on memory exhaustion. */
 void dl_handle_activate(lua_State *L, dl_handle_t *h, int fn_idx, int box_idx);
 void dl_handle_deactivate(lua_State *L, dl_handle_t *h);
-/* The core close callback shared by timers and signals. */
+/* The core close callback shared by every handle type. */
 void dl_handle_on_close(void *core_handle, void *data);
 /* [-0, +2 | 0] Pushes the handle's callback then its box; returns 0 when
  * there is no callback to call (stack unchanged). */
@@ -143,11 +144,13 @@ int dl_handle_push_callback(lua_State *L, dl_handle_t *h);
  * (close, is_closed, name, ref, unref) and the __gc backstop. */
 void dl_handle_register(lua_State *L, const char *mt, const luaL_Reg *methods);
 
-/* dl_timer.c, dl_signal.c, dl_queue.c */
+/* dl_timer.c, dl_signal.c, dl_fs_event.c, dl_queue.c */
 void dl_timer_register(lua_State *L);
 int dl_loop_timer(lua_State *L);
 void dl_signal_register(lua_State *L);
 int dl_loop_signal(lua_State *L);
+void dl_fs_event_register(lua_State *L);
+int dl_loop_fs_event(lua_State *L);
 int dl_loop_queue_probe(lua_State *L);
 
 #endif /* DL_H */

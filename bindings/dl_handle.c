@@ -1,6 +1,6 @@
 /*
- * What timers and signals share: the userdata box, callback and anchor refs,
- * and the close path.
+ * What timers, signals and fs events share: the userdata box, callback and
+ * anchor refs, and the close path.
  *
  * The box (Lua memory) points at a dl_handle_t (C memory), which the core
  * handle points at too. Either side may go first: the Lua collector may take

@@ -178,6 +178,7 @@ static const luaL_Reg dl_loop_methods[] = {
   { "is_closed", dl_loop_is_closed },
   { "timer", dl_loop_timer },
   { "signal", dl_loop_signal },
+  { "fs_event", dl_loop_fs_event },
   { "queue_probe", dl_loop_queue_probe },
   { "set_log_sink", dl_loop_set_log_sink },
   { "log", dl_loop_log },

@@ -8,11 +8,11 @@
  * Conventions (after libuv):
  * - Functions return 0 or a negative DISCO_E* code. A call that returns an
  *   error never runs its callback.
- * - Handles (loop-owned, long-lived: timers, signals, queues) are allocated by
- *   the core with disco_<noun>_new() and freed by the core after they close.
- *   The close callback given at creation runs exactly once, whether the owner
- *   closed the handle or disco_loop_close() did, and is the owner's last look
- *   at the handle.
+ * - Handles (loop-owned, long-lived: timers, signals, fs events, queues) are
+ *   allocated by the core with disco_<noun>_new() and freed by the core after
+ *   they close. The close callback given at creation runs exactly once,
+ *   whether the owner closed the handle or disco_loop_close() did, and is the
+ *   owner's last look at the handle.
  * - Everything runs on the loop thread except where a comment says otherwise
  *   (disco_queue_push() and disco_log() are safe from any thread).
  */
@@ -275,6 +275,40 @@ int disco_signal_stop(disco_signal_t *signal);
 void disco_signal_set_ref(disco_signal_t *signal, int ref);
 void disco_signal_close(disco_signal_t *signal);
 void *disco_signal_data(const disco_signal_t *signal);
+
+/* ------------------------------------------------------------- fs events */
+
+/*
+ * Watches a file or a directory (not recursively) for changes, on libuv's
+ * uv_fs_event_t (inotify on Linux). Events about one change may be split or
+ * coalesced as the platform reports them: a new file typically yields a
+ * RENAME then one or more CHANGEs.
+ */
+typedef struct disco_fs_event_s disco_fs_event_t;
+
+/* Bits of the callback's `events` mask; their own values, not libuv's. */
+enum { DISCO_FS_RENAME = 1, DISCO_FS_CHANGE = 2 };
+
+/* `filename` is the name of the entry that changed, relative to the watched
+ * path (may be NULL; valid only during the call); `events` is a mask of
+ * DISCO_FS_RENAME | DISCO_FS_CHANGE; `status` is 0 or a DISCO_E* code. */
+typedef void (*disco_fs_event_cb)(disco_fs_event_t *handle,
+                                  const char *filename, int events, int status);
+
+int disco_fs_event_new(disco_loop_t *loop, disco_handle_close_cb close_cb,
+                       void *data, disco_fs_event_t **out);
+/* Watches `path`, a file or a directory (not recursive), until stopped or
+ * closed. Starting an active watch moves it to `path`; if that fails the
+ * handle is left stopped. DISCO_ENOENT when `path` does not exist. */
+int disco_fs_event_start(disco_fs_event_t *handle, disco_fs_event_cb cb,
+                         const char *path);
+/* No callback runs after this returns, until the next start. */
+int disco_fs_event_stop(disco_fs_event_t *handle);
+/* Whether this watch alone keeps disco_loop_run() going. */
+void disco_fs_event_set_ref(disco_fs_event_t *handle, int ref);
+/* Idempotent; the close callback runs on a later loop iteration. */
+void disco_fs_event_close(disco_fs_event_t *handle);
+void *disco_fs_event_data(const disco_fs_event_t *handle);
 
 /* ------------------------------------------- queue probe (diagnostic) */
 

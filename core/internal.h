@@ -77,11 +77,12 @@ int disco__handle_register(disco_loop_t *loop, disco__handle_t *handle,
 void disco__handle_unregister(disco__handle_t *handle);
 
 /*
- * What every core handle that wraps one libuv handle (timers, signals, and
- * the sockets to come) shares: registration with the loop, the owner's close
- * callback, the idempotent close, and freeing the wrapper afterwards. Embed
- * it first in the wrapper struct; `owner` is the wrapper (what the public
- * API hands out), which the core frees after the close callback ran.
+ * What every core handle that wraps one libuv handle (timers, signals, fs
+ * events, and the sockets to come) shares: registration with the loop, the
+ * owner's close callback, the idempotent close, and freeing the wrapper
+ * afterwards. Embed it first in the wrapper struct; `owner` is the wrapper
+ * (what the public API hands out), which the core frees after the close
+ * callback ran.
  */
 typedef struct {
   disco__handle_t base;

@@ -151,6 +151,13 @@ char *ctest_capture_end(ctest_capture_t *capture);
   X(signal_delivered)                                                          \
   X(signal_close)                                                              \
   X(signal_ref)                                                                \
+  X(fs_event_change)                                                           \
+  X(fs_event_restart)                                                          \
+  X(fs_event_missing_path)                                                     \
+  X(fs_event_stop)                                                             \
+  X(fs_event_close)                                                            \
+  X(fs_event_ref)                                                              \
+  X(fs_event_loop_close)                                                       \
   X(queue_million_from_threads)                                                \
   X(queue_close_while_pushing)                                                 \
   X(queue_reentrant_push)                                                      \

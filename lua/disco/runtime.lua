@@ -1,12 +1,14 @@
 --- The runtime: one event loop and what a program schedules on it.
 --
--- Later issues add the registry sessions, the plugin host and the provider
--- and consumer flows here; today it offers the loop, a logger, timers and
--- signals, which is what `disco run` hands to a script.
+-- It owns the loop, the event dispatcher and the plugin host; later issues
+-- add the registry sessions and the provider and consumer flows. This is
+-- what `disco run` hands to a script.
 -- @module disco.runtime
 
 local core = require "disco.core"
+local events = require "disco.events"
 local log = require "disco.log"
+local plugin = require "disco.plugin"
 
 local _M = {}
 local runtime = {}
@@ -15,6 +17,9 @@ runtime.__index = runtime
 local CONF_TYPES = {
     name = "string",
     log_level = "string",
+    plugin_paths = "table",
+    plugin_watch = "boolean",
+    plugin_debounce_ms = "number",
 }
 
 local function check_conf(conf)
@@ -42,8 +47,12 @@ local function check_conf(conf)
 end
 
 --- Creates a runtime.
--- @tparam[opt] table conf `name` (the log component, default "runtime"),
--- `log_level` ("error" .. "trace"; default from DISCO_LOG_LEVEL or "info")
+-- @tparam[opt] table conf
+-- `name` (the log component, default "runtime"),
+-- `log_level` ("error" .. "trace"; default from DISCO_LOG_LEVEL or "info"),
+-- `plugin_paths` (directories holding `kind/name.lua`; default
+-- `disco.plugin.default_paths()`), `plugin_watch` (reload a plugin when its
+-- file changes; default true), `plugin_debounce_ms` (default 200)
 -- @treturn disco.runtime
 function _M.new(conf)
     conf = check_conf(conf)
@@ -54,11 +63,22 @@ function _M.new(conf)
     if conf.log_level then
         loop:set_log_level(conf.log_level)
     end
-    return setmetatable({
+    local self = setmetatable({
         loop = loop,
         log = log.new(loop, conf.name or "runtime"),
         exit_code = nil,
     }, runtime)
+    self.events = events.dispatcher({ loop = loop, log = self:logger("events") })
+    self.plugins = plugin.new({
+        loop = loop,
+        events = self.events,
+        log = self:logger("plugins"),
+        logger = function(component) return self:logger(component) end,
+        paths = conf.plugin_paths,
+        watch = conf.plugin_watch,
+        debounce_ms = conf.plugin_debounce_ms,
+    })
+    return self
 end
 
 --- A logger for another component (a plugin, an example).
@@ -96,6 +116,28 @@ function runtime:on_signal(signal, fn, name)
     return handle
 end
 
+--- Subscribes `listener(event)` to an event type or "*"; see
+-- `disco.events`. Returns the subscription (`:cancel()`).
+function runtime:on(event_type, listener, opts)
+    return self.events:on(event_type, listener, opts)
+end
+
+--- Fires an event; for a Pre* event returns false, reason when vetoed.
+function runtime:emit(event_type, fields, opts)
+    return self.events:emit(event_type, fields, opts)
+end
+
+--- Loads plugin "kind/name" with `conf`; returns its module or nil, err.
+function runtime:load_plugin(name, conf)
+    return self.plugins:load(name, conf)
+end
+
+--- Hot-reloads plugin "kind/name" (optionally with a new `conf`); on any
+-- failure the old version keeps running and nil, reason is returned.
+function runtime:reload(name, conf)
+    return self.plugins:reload(name, conf)
+end
+
 --- Runs the loop until `stop()` or until nothing is left to do.
 function runtime:run()
     return self.loop:run()
@@ -124,9 +166,11 @@ function runtime:stop(code)
     self.loop:stop()
 end
 
---- Closes every handle and the loop. Idempotent.
+--- Unloads the plugins, then closes every handle and the loop. Idempotent.
 function runtime:close()
     if not self.loop:is_closed() then
+        self.plugins:close()
+        self.events:close()
         return self.loop:close()
     end
     return true

@@ -118,6 +118,46 @@ describe("disco (host binary)", function()
                        .. "/share/lua/5.1", helpers.read_file(out))
     end)
 
+    it("runs examples/reload.lua: a live reload through the file watch", function()
+        local status, out = helpers.run_disco({ "run", "examples/reload.lua" })
+        assert.equals(0, status, out)
+        assert.matches("reloaded listener/greeter: 1.0.0 %-> 1.1.0, without a call", out)
+        assert.matches("reload: OK", out)
+    end)
+
+    it("reloads the script's plugins on SIGHUP", function()
+        local dir = helpers.tmpdir()
+        local plugin_file = dir .. "/listener/hup.lua"
+        os.execute("mkdir -p " .. helpers.shell_quote(dir .. "/listener"))
+        local plugin_source = [[
+            return { name = "hup", version = "%s", kind = "listener", init = function() end }
+        ]]
+        helpers.write_file(plugin_file, plugin_source:format("1.0.0"))
+        local ready = dir .. "/ready"
+        local path = script(string.format([[
+            local rt = ...
+            rt.plugins.watch = false -- only SIGHUP may trigger the reload
+            rt.plugins:add_path(%q)
+            assert(rt:load_plugin("listener/hup"))
+            rt:on("PluginReloaded", function(e) print("reloaded " .. e.version); rt:stop(0) end)
+            rt:every(1000, function() end)
+            rt:after(20000, function() print("no reload"); rt:stop(1) end)
+            local f = assert(io.open(%q, "w")); f:write("1"); f:close()
+        ]], dir, ready))
+        local cmd = string.format(
+            "%s run %s >%s/out 2>%s/err & pid=$!; "
+            .. "i=0; while [ ! -f %s ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; "
+            .. "printf '%%s' %s > %s; kill -HUP $pid; wait $pid; echo $?",
+            helpers.shell_quote(helpers.disco_bin), helpers.shell_quote(path), dir, dir,
+            helpers.shell_quote(ready),
+            helpers.shell_quote(plugin_source:format("2.0.0")), helpers.shell_quote(plugin_file))
+        local pipe = assert(io.popen("timeout -s KILL 30 sh -c " .. helpers.shell_quote(cmd)))
+        local status = tonumber(pipe:read("*l"))
+        pipe:close()
+        assert.equals(0, status, helpers.read_file(dir .. "/err"))
+        assert.equals("reloaded 2.0.0\n", helpers.read_file(dir .. "/out"))
+    end)
+
     for _, signame in ipairs({ "INT", "TERM" }) do
         it("stops cleanly with status 0 on SIG" .. signame, function()
             local dir = helpers.tmpdir()

@@ -16,9 +16,11 @@ The script is called with the runtime and its arguments:
 The global `arg` holds the arguments too (arg[0] is the script). After the
 script returns, the loop runs until the script calls rt:stop([code]), until
 nothing is left to do, or until SIGINT or SIGTERM, which stop it cleanly
-(exit status 0). An error raised by the script exits with status 1 and its
-traceback; an error raised inside a callback (a timer, say) is logged with
-its traceback and the loop carries on.]],
+(exit status 0). SIGHUP reloads every plugin the script loaded
+(rt:load_plugin); a plugin whose new version fails keeps its old one.
+An error raised by the script exits with status 1 and its traceback; an
+error raised inside a callback (a timer, say) is logged with its traceback
+and the loop carries on.]],
 }
 
 local function traceback(err)
@@ -52,6 +54,13 @@ function _M.run(args)
             rt:stop(0)
         end)
     end
+
+    -- SIGHUP reloads every plugin; each failure is logged by the host and
+    -- leaves that plugin's old version running.
+    rt:on_signal("SIGHUP", function()
+        local ok = rt.plugins:reload_all()
+        rt.log:info("SIGHUP: plugins reloaded%s", ok and "" or " (some kept their old version)")
+    end)
 
     local script_args = { [0] = script }
     for i = 2, #args do
