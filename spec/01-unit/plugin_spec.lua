@@ -311,6 +311,23 @@ describe("the plugin host", function()
         assert.is_nil((rt.plugins:call("mapping/static", "nope")))
     end)
 
+    it("finds the plugins shipped in ./plugins by default", function()
+        local disco = require "disco"
+        local own = disco.runtime({ plugin_watch = false })
+        local lines = {}
+        own.loop:set_log_sink(function(level, component, message)
+            lines[#lines + 1] = { level, component, message }
+        end)
+        local ok, err = own:load_plugin("listener/log_changes", { level = "loud" })
+        assert.is_nil(ok)
+        assert.matches("level must be one of", err)
+        assert(own:load_plugin("listener/log_changes", { level = "warn" }))
+        own:emit("ServiceInstancesChanged", { service_name = "shop", instances = { {}, {} } })
+        local last = lines[#lines]
+        assert.same({ "warn", "plugin listener/log_changes", "shop: 2 instance(s)" }, last)
+        own:close()
+    end)
+
     it("unloads a plugin, releasing what it held", function()
         plugins.write(root, "listener/counter", plugins.counter("counter", "1.0.0"))
         local mod = assert(rt:load_plugin("listener/counter"))
