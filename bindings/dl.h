@@ -135,6 +135,13 @@ dl_handle_t *dl_check_handle(lua_State *L, int idx, const char *mt,
  * callback stays for a restart). May raise only on memory exhaustion. */
 void dl_handle_activate(lua_State *L, dl_handle_t *h, int fn_idx, int box_idx);
 void dl_handle_deactivate(lua_State *L, dl_handle_t *h);
+/* [-0, +1|+3] Ends handle:start() after dl_handle_activate: on an error
+ * drops the anchor again and pushes the error tuple, else pushes true.
+ * Returns the number of results. May raise only on memory exhaustion. */
+int dl_handle_start_result(lua_State *L, dl_handle_t *h, int err);
+/* [-0, +1|+3] Ends handle:stop(): on success drops the anchor and pushes
+ * true, else pushes the error tuple. */
+int dl_handle_stop_result(lua_State *L, dl_handle_t *h, int err);
 /* The core close callback shared by every handle type. */
 void dl_handle_on_close(void *core_handle, void *data);
 /* [-0, +2 | 0] Pushes the handle's callback then its box; returns 0 when

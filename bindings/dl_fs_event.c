@@ -68,22 +68,13 @@ static int dl_fs_event_start(lua_State *L) {
   luaL_checktype(L, 3, LUA_TFUNCTION);
   dl_handle_activate(L, h, 3, 1);
   err = disco_fs_event_start((disco_fs_event_t *)h->core, dl_fs_event_cb, path);
-  if (err != 0) {
-    dl_handle_deactivate(L, h);
-    return dl_push_error(L, err);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return dl_handle_start_result(L, h, err);
 }
 
 static int dl_fs_event_stop(lua_State *L) {
   dl_handle_t *h = dl_check_handle(L, 1, DL_FS_EVENT_MT, 1);
-  int err = disco_fs_event_stop((disco_fs_event_t *)h->core);
-  if (err != 0)
-    return dl_push_error(L, err);
-  dl_handle_deactivate(L, h);
-  lua_pushboolean(L, 1);
-  return 1;
+  return dl_handle_stop_result(
+      L, h, disco_fs_event_stop((disco_fs_event_t *)h->core));
 }
 
 static const luaL_Reg dl_fs_event_methods[] = {

@@ -59,6 +59,23 @@ void dl_handle_deactivate(lua_State *L, dl_handle_t *h) {
   dl_unref(L, &h->self_ref);
 }
 
+int dl_handle_start_result(lua_State *L, dl_handle_t *h, int err) {
+  if (err != 0) {
+    dl_handle_deactivate(L, h);
+    return dl_push_error(L, err);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int dl_handle_stop_result(lua_State *L, dl_handle_t *h, int err) {
+  if (err != 0)
+    return dl_push_error(L, err);
+  dl_handle_deactivate(L, h);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 int dl_handle_push_callback(lua_State *L, dl_handle_t *h) {
   if (h->cb_ref == LUA_NOREF)
     return 0;

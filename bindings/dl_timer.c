@@ -56,22 +56,13 @@ static int dl_timer_start(lua_State *L) {
   dl_handle_activate(L, h, 4, 1);
   err =
       disco_timer_start((disco_timer_t *)h->core, dl_timer_cb, timeout, repeat);
-  if (err != 0) {
-    dl_handle_deactivate(L, h);
-    return dl_push_error(L, err);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return dl_handle_start_result(L, h, err);
 }
 
 static int dl_timer_stop(lua_State *L) {
   dl_handle_t *h = dl_check_handle(L, 1, DL_TIMER_MT, 1);
-  int err = disco_timer_stop((disco_timer_t *)h->core);
-  if (err != 0)
-    return dl_push_error(L, err);
-  dl_handle_deactivate(L, h);
-  lua_pushboolean(L, 1);
-  return 1;
+  return dl_handle_stop_result(L, h,
+                               disco_timer_stop((disco_timer_t *)h->core));
 }
 
 static int dl_timer_is_active(lua_State *L) {
