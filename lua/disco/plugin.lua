@@ -19,7 +19,8 @@ local _M = {}
 --- Plugin kinds and the hooks each must define. The flows that call these
 -- hooks define their arguments (docs/plugins.md).
 _M.KINDS = {
-    registry = {},
+    registry = { "register", "update", "unregister", "watch_instances", "list_apps",
+                 "get_config", "watch_config", "cas_config" },
     mapping = { "resolve" },
     validation = { "validate" },
     health = { "check" },
