@@ -66,6 +66,7 @@ build = {
         ["disco.sandbox"] = "lua/disco/sandbox.lua",
         ["disco.cli"] = "lua/disco/cli/init.lua",
         ["disco.cli.help"] = "lua/disco/cli/help.lua",
+        ["disco.cli.ls"] = "lua/disco/cli/ls.lua",
         ["disco.cli.run"] = "lua/disco/cli/run.lua",
         ["disco.cli.version"] = "lua/disco/cli/version.lua",
         ["disco.testing.files"] = "lua/disco/testing/files.lua",

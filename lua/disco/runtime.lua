@@ -9,6 +9,7 @@ local core = require "disco.core"
 local events = require "disco.events"
 local log = require "disco.log"
 local plugin = require "disco.plugin"
+local registry_url = require "disco.registry.url"
 
 local _M = {}
 local runtime = {}
@@ -129,6 +130,30 @@ end
 
 --- Loads plugin "kind/name" with `conf`; returns its module or nil, err.
 function runtime:load_plugin(name, conf)
+    return self.plugins:load(name, conf)
+end
+
+--- Connects to the registry at `url` (`memory://NAME`,
+-- `zookeeper://h:p,.../chroot?...`) by loading the registry plugin of its
+-- scheme with the parsed URL as configuration (its `name`, `hosts`,
+-- `chroot`, and each URL parameter). One registry per scheme per runtime.
+-- @return the registry plugin's module, or nil and the reason
+function runtime:registry(url)
+    local parsed, err = registry_url.parse(url)
+    if not parsed then
+        return nil, err
+    end
+    local conf = { url = url, name = parsed.name, hosts = parsed.hosts, chroot = parsed.chroot }
+    for key, value in pairs(parsed.params) do
+        if conf[key] == nil then
+            conf[key] = value
+        end
+    end
+    local name = "registry/" .. parsed.scheme
+    local loaded = self.plugins:get(name)
+    if loaded then
+        return nil, "a " .. parsed.scheme .. " registry is connected already"
+    end
     return self.plugins:load(name, conf)
 end
 

@@ -219,6 +219,25 @@ describe("registry/memory", function()
     end)
 end)
 
+describe("runtime:registry(url)", function()
+    it("loads the registry plugin of the URL's scheme with the URL as its configuration", function()
+        memory_store.reset()
+        local rt = disco.runtime({ plugin_watch = false, log_level = "error" })
+        local registry = assert(rt:registry("memory://orders?x=1"))
+        assert.equals(registry, rt.plugins:get("registry/memory"))
+        local ok, err = rt:registry("memory://other")
+        assert.is_nil(ok)
+        assert.matches("a memory registry is connected already", err)
+        ok, err = rt:registry("zookeeper://nohost")
+        assert.is_nil(ok)
+        assert.matches("bad host 'nohost'", err)
+        -- the name reached the plugin: registrations land in memory://orders
+        registry.register({ name = "shop", host = "127.0.0.1", port = 1 }, function() end)
+        assert.same({ "shop" }, memory_store.get("orders"):app_names())
+        rt:close()
+    end)
+end)
+
 describe("disco.registry.url", function()
     local url = require "disco.registry.url"
 

@@ -42,6 +42,25 @@ describe("disco (host binary)", function()
         assert.equals(2, status)
     end)
 
+    it("ls: checks its arguments and reads a registry", function()
+        local status, _, err = helpers.run_disco({ "ls" })
+        assert.equals(2, status)
+        assert.matches("%-%-registry URL is required", err)
+        status, _, err = helpers.run_disco({ "ls", "--registry", "memory://x", "--bogus" })
+        assert.equals(2, status)
+        assert.matches("unknown option '%-%-bogus'", err)
+        status, _, err = helpers.run_disco({ "ls", "--registry", "redis://x" })
+        assert.equals(1, status)
+        assert.matches("unknown registry scheme 'redis'", err)
+        local out
+        status, out = helpers.run_disco({ "ls", "--registry", "memory://x", "--json" })
+        assert.equals(0, status)
+        assert.equals("[]\n", out)
+        status, out = helpers.run_disco({ "ls", "--registry", "memory://x", "shop", "--json" })
+        assert.equals(0, status)
+        assert.equals("[]\n", out)
+    end)
+
     it("runs a script with the runtime and its arguments", function()
         local path = script([[
             local rt, a, b = ...
