@@ -26,10 +26,12 @@ DEB_PACKAGES := build-essential pkg-config luajit2 libluajit2-5.1-dev \
 # The C sources of the disco.core Lua module. rockspec/disco-scm-1.rockspec
 # lists the same files; spec/01-unit/rockspec_spec.lua checks that they agree.
 CORE_SRC := core/error.c core/handle.c core/log.c core/loop.c core/queue.c \
-  core/queue_probe.c core/signal.c core/timer.c core/fs_event.c
+  core/queue_probe.c core/signal.c core/timer.c core/fs_event.c \
+  core/zk_error.c core/zk_session.c core/zk_request.c
 BINDING_SRC := bindings/dl_core.c bindings/dl_pcall.c bindings/dl_loop.c \
   bindings/dl_log.c bindings/dl_handle.c bindings/dl_timer.c \
-  bindings/dl_signal.c bindings/dl_fs_event.c bindings/dl_queue.c
+  bindings/dl_signal.c bindings/dl_fs_event.c bindings/dl_queue.c \
+  bindings/dl_zk.c
 HOST_SRC := bindings/host.c
 CTEST_SRC := $(wildcard core/test/*.c)
 
@@ -78,7 +80,8 @@ PLUGIN_DIR := $(PREFIX)/share/disco/plugins
   test-build print-module-sources
 all: $(HOST) $(MODULE)
 
-$(BUILD)/obj/core/%.o: core/%.c core/disco.h core/internal.h
+$(BUILD)/obj/core/%.o: core/%.c core/disco.h core/internal.h \
+  core/zk_internal.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
@@ -127,7 +130,8 @@ asan:
 valgrind: deps
 	@$(MAKE) --no-print-directory ctest
 	valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite \
-	  --errors-for-leak-kinds=definite --track-fds=no -q $(CTEST)
+	  --errors-for-leak-kinds=definite --track-fds=no -q \
+	  --suppressions=core/test/valgrind.supp $(CTEST)
 	@echo "valgrind: C core tests ran with no memory errors and no leaks"
 
 lint: deps

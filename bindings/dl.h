@@ -35,6 +35,7 @@
 #define DL_TIMER_MT "disco.timer"
 #define DL_SIGNAL_MT "disco.signal"
 #define DL_FS_EVENT_MT "disco.fs_event"
+#define DL_ZK_MT "disco.zk"
 
 /* Handle names (for log lines) are cut to this many bytes. */
 #define DL_NAME_MAX 64
@@ -159,5 +160,9 @@ int dl_loop_signal(lua_State *L);
 void dl_fs_event_register(lua_State *L);
 int dl_loop_fs_event(lua_State *L);
 int dl_loop_queue_probe(lua_State *L);
+
+/* dl_zk.c */
+void dl_zk_register(lua_State *L);
+int dl_loop_zk(lua_State *L);
 
 #endif /* DL_H */

@@ -180,6 +180,7 @@ static const luaL_Reg dl_loop_methods[] = {
   { "signal", dl_loop_signal },
   { "fs_event", dl_loop_fs_event },
   { "queue_probe", dl_loop_queue_probe },
+  { "zk", dl_loop_zk },
   { "set_log_sink", dl_loop_set_log_sink },
   { "log", dl_loop_log },
   { "set_log_level", dl_loop_set_log_level },

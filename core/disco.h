@@ -38,8 +38,9 @@ extern "C" {
 /*
  * The one list of error codes: XX(name, value, message). Values are negative
  * and stay clear of libuv's (negated errno) range so the two never collide.
- * Foreign codes (libuv now, ZooKeeper later) are translated to these in one
- * place each: disco_translate_uv_error() in core/error.c.
+ * Foreign codes (libuv, ZooKeeper) are translated to these in one
+ * place each: disco_translate_uv_error() in core/error.c and
+ * disco_translate_zk_error() in core/zk_error.c.
  */
 #define DISCO_ERRNO_MAP(XX)                                                    \
   XX(EINVAL, -4001, "invalid argument")                                        \
@@ -58,7 +59,17 @@ extern "C" {
   XX(EOF, -4014, "end of file")                                                \
   XX(ENOSYS, -4015, "function not implemented")                                \
   XX(ERANGE, -4016, "value out of range")                                      \
-  XX(EIO, -4017, "input/output error")
+  XX(EIO, -4017, "input/output error")                                         \
+  XX(ENONODE, -4018, "ZooKeeper node does not exist")                          \
+  XX(ENODEEXISTS, -4019, "ZooKeeper node already exists")                      \
+  XX(EBADVERSION, -4020, "ZooKeeper version conflict")                         \
+  XX(ENOTEMPTY, -4021, "ZooKeeper node has children")                          \
+  XX(ENOAUTH, -4022, "ZooKeeper ACL denies the operation")                     \
+  XX(ECONNLOSS, -4023,                                                         \
+     "ZooKeeper connection lost (outcome of a write unknown)")                 \
+  XX(ESESSIONEXPIRED, -4024, "ZooKeeper session expired")                      \
+  XX(EAUTHFAILED, -4025, "ZooKeeper authentication failed")                    \
+  XX(EZK, -4026, "ZooKeeper error")
 
 typedef enum {
 #define DISCO__ERR_ENUM(name, value, msg) DISCO_##name = (value),
@@ -75,6 +86,11 @@ const char *disco_strerror(int err);
  * close equivalent become DISCO_EIO; the libuv name is lost, so callers that
  * want it must log it before translating. */
 int disco_translate_uv_error(int uv_err);
+/* Maps a ZooKeeper return code (ZOK, ZNONODE, ...) to a DISCO_E* code (ZOK
+ * stays 0). ZCONNECTIONLOSS and ZOPERATIONTIMEOUT become DISCO_ECONNLOSS,
+ * ZCLOSING becomes DISCO_ECLOSED; codes with no close equivalent become
+ * DISCO_EZK, so callers that want the exact code log it first. */
+int disco_translate_zk_error(int zk_rc);
 
 /* ---------------------------------------------------------------- logger */
 
@@ -309,6 +325,198 @@ void disco_fs_event_set_ref(disco_fs_event_t *handle, int ref);
 /* Idempotent; the close callback runs on a later loop iteration. */
 void disco_fs_event_close(disco_fs_event_t *handle);
 void *disco_fs_event_data(const disco_fs_event_t *handle);
+
+/* -------------------------------------------------------------- ZooKeeper */
+
+/*
+ * A ZooKeeper session on libzookeeper_mt. The library's own threads (IO and
+ * completion) only deep-copy what they receive into queue items; every
+ * callback below runs on the loop thread.
+ *
+ * A disco_zk_t outlives the ZooKeeper handles under it: when the server
+ * expires the session, the dead handle is closed off the loop thread and a
+ * new one is created after a bounded, jittered backoff. Each handle has a
+ * generation number (1 for the first, +1 for each new one); states, results
+ * and watch events carry the generation they belong to. A connection loss
+ * is not an expiry: the library reconnects by itself, keeping the session,
+ * its watches and its ephemeral nodes, and the state goes CONNECTING then
+ * CONNECTED with the same generation.
+ */
+typedef struct disco_zk_s disco_zk_t;
+
+typedef enum {
+  DISCO_ZK_CONNECTING = 1, /* no usable connection yet, or it dropped */
+  DISCO_ZK_CONNECTED = 2,
+  DISCO_ZK_EXPIRED = 3,     /* the server expired the session; a new
+                             * handle follows after the backoff */
+  DISCO_ZK_AUTH_FAILED = 4, /* terminal: the owner should close */
+  DISCO_ZK_CLOSED = 5
+} disco_zk_state_t;
+
+/* "connecting", "connected", "expired", "auth_failed", "closed". */
+const char *disco_zk_state_name(disco_zk_state_t state);
+
+typedef enum {
+  DISCO_ZK_ACL_OPEN = 0,       /* world:anyone, all permissions */
+  DISCO_ZK_ACL_CREATOR_ALL = 1 /* auth:, all permissions; needs `auth` */
+} disco_zk_acl_t;
+
+typedef struct {
+  /* "h1:p1,h2:p2" with an optional chroot suffix: "h1:p1,h2:p2/app".
+   * Required. */
+  const char *hosts;
+  int session_timeout_ms; /* 0: 30000; the server clamps it */
+  const char *auth;       /* digest "user:password", or NULL */
+  disco_zk_acl_t acl;     /* the ACL of the nodes this session creates */
+  int min_backoff_ms;     /* 0: 100; first delay before a new handle */
+  int max_backoff_ms;     /* 0: 5000 */
+  /* Testing only: join this existing session (see disco_zk_debug_session)
+   * with the first handle instead of creating a new one. 0: none. */
+  int64_t session_id;
+  const char *session_passwd; /* DISCO_ZK_PASSWD_LEN bytes */
+} disco_zk_options_t;
+
+#define DISCO_ZK_PASSWD_LEN 16
+/* Data returned by get() is cut to this (ZooKeeper's jute.maxbuffer). */
+#define DISCO_ZK_MAX_DATA (1024 * 1024)
+
+/* Runs on every state change of the current handle. */
+typedef void (*disco_zk_state_cb)(disco_zk_t *zk, disco_zk_state_t state,
+                                  uint64_t generation);
+
+/*
+ * Creates a session and starts connecting (zookeeper_init does not block on
+ * the network). DISCO_EINVAL for missing or malformed hosts, a negative
+ * timeout, or creator-all ACL without auth. The handle keeps the loop alive
+ * until it is closed. `close_cb` gets the disco_zk_t.
+ */
+int disco_zk_new(disco_loop_t *loop, const disco_zk_options_t *opts,
+                 disco_zk_state_cb state_cb, disco_handle_close_cb close_cb,
+                 void *data, disco_zk_t **out);
+/*
+ * Idempotent. New requests fail with DISCO_ECLOSED at once; requests in
+ * flight complete once each (with their result if it arrived, else
+ * DISCO_ECLOSED); unfired watches end with DISCO_ECLOSED. zookeeper_close()
+ * runs on a libuv worker thread, since it may block for up to 4.5 s on a
+ * connected handle; the state callback sees CLOSED and then the close
+ * callback runs, on the loop thread, once that has finished.
+ */
+void disco_zk_close(disco_zk_t *zk);
+disco_zk_state_t disco_zk_state(const disco_zk_t *zk);
+uint64_t disco_zk_generation(const disco_zk_t *zk);
+/* The id of the current session, 0 before the first CONNECTED. */
+int64_t disco_zk_session_id(const disco_zk_t *zk);
+void *disco_zk_data(const disco_zk_t *zk);
+/*
+ * Testing only: the current session's id and password, so that a test can
+ * open a second handle on the same session and close it, which makes the
+ * server expire the session (the standard way to force an expiry).
+ * `passwd` holds DISCO_ZK_PASSWD_LEN bytes. DISCO_EAGAIN before the first
+ * CONNECTED.
+ */
+int disco_zk_debug_session(disco_zk_t *zk, int64_t *id, char *passwd,
+                           size_t *passwd_len);
+
+/* A node's metadata (ZooKeeper's struct Stat). */
+typedef struct {
+  int64_t czxid;
+  int64_t mzxid;
+  int64_t pzxid;
+  int64_t ctime; /* ms since the epoch */
+  int64_t mtime;
+  int32_t version;
+  int32_t cversion;
+  int32_t aversion;
+  int64_t ephemeral_owner; /* session id, 0 for a persistent node */
+  int32_t data_length;
+  int32_t num_children;
+} disco_zk_stat_t;
+
+typedef enum {
+  DISCO_ZK_OP_GET = 1,
+  DISCO_ZK_OP_EXISTS = 2,
+  DISCO_ZK_OP_CHILDREN = 3,
+  DISCO_ZK_OP_CREATE = 4,
+  DISCO_ZK_OP_SET = 5,
+  DISCO_ZK_OP_DELETE = 6
+} disco_zk_op_t;
+
+/* What a request completes with; valid only during the callback. */
+typedef struct {
+  int err;   /* 0 or DISCO_E* */
+  int zk_rc; /* ZooKeeper's own code, for logs (0 if none) */
+  disco_zk_op_t op;
+  uint64_t generation; /* of the handle the request went to */
+  const char *path;    /* as requested */
+  int has_stat;        /* stat is set (get, exists, children, create, set) */
+  disco_zk_stat_t stat;
+  const char *data; /* get: the node's data, NULL for a null value */
+  size_t data_len;
+  char **children; /* children: names, not paths */
+  size_t num_children;
+  const char *created_path; /* create: the real path (sequential suffix) */
+} disco_zk_result_t;
+
+typedef void (*disco_zk_cb)(disco_zk_t *zk, const disco_zk_result_t *result,
+                            void *data);
+
+typedef enum {
+  DISCO_ZK_EVENT_CREATED = 1,
+  DISCO_ZK_EVENT_DELETED = 2,
+  DISCO_ZK_EVENT_CHANGED = 3,
+  DISCO_ZK_EVENT_CHILD = 4
+} disco_zk_event_type_t;
+
+/* "created", "deleted", "changed", "child". */
+const char *disco_zk_event_name(disco_zk_event_type_t type);
+
+/*
+ * A watch ends exactly once: status 0 when it fired (type and path set), or
+ * a DISCO_E* code when it is gone without firing: the request failed and
+ * ZooKeeper did not set it, the session expired (DISCO_ESESSIONEXPIRED) or
+ * the handle closed (DISCO_ECLOSED). Session events never reach watches.
+ */
+typedef struct {
+  int status;
+  disco_zk_event_type_t type;
+  const char *path;
+  uint64_t generation;
+} disco_zk_event_t;
+
+typedef void (*disco_zk_watch_cb)(disco_zk_t *zk, const disco_zk_event_t *event,
+                                  void *data);
+
+/* Create flags. */
+enum {
+  DISCO_ZK_PERSISTENT = 0,
+  DISCO_ZK_EPHEMERAL = 1,
+  DISCO_ZK_SEQUENTIAL = 2,
+  DISCO_ZK_CONTAINER = 4,
+  /* On ENONODE, create the missing parents (persistent, or container with
+   * DISCO_ZK_PARENTS_CONTAINER) and retry. */
+  DISCO_ZK_PARENTS = 8,
+  DISCO_ZK_PARENTS_CONTAINER = 16
+};
+
+/*
+ * Requests. Each returns 0 and then runs `cb` exactly once on the loop
+ * thread, or returns an error (DISCO_ECLOSED after close, DISCO_EINVAL,
+ * DISCO_ESESSIONEXPIRED between an expiry and the next handle, ...) and
+ * runs nothing. `watch` (may be NULL) sets a one-shot watch; it ends after
+ * `cb` ran. `data` goes to both. Any version: -1.
+ */
+int disco_zk_get(disco_zk_t *zk, const char *path, disco_zk_watch_cb watch,
+                 disco_zk_cb cb, void *data);
+int disco_zk_exists(disco_zk_t *zk, const char *path, disco_zk_watch_cb watch,
+                    disco_zk_cb cb, void *data);
+int disco_zk_children(disco_zk_t *zk, const char *path, disco_zk_watch_cb watch,
+                      disco_zk_cb cb, void *data);
+int disco_zk_create(disco_zk_t *zk, const char *path, const char *value,
+                    size_t len, int flags, disco_zk_cb cb, void *data);
+int disco_zk_set(disco_zk_t *zk, const char *path, const char *value,
+                 size_t len, int version, disco_zk_cb cb, void *data);
+int disco_zk_delete(disco_zk_t *zk, const char *path, int version,
+                    disco_zk_cb cb, void *data);
 
 /* ------------------------------------------- queue probe (diagnostic) */
 

@@ -123,5 +123,10 @@ void disco__queue_unref(disco_queue_t *queue);
 
 /* Sets the level from DISCO_LOG_LEVEL (or INFO) and the default sink. */
 void disco__log_init(disco_loop_t *loop);
+/* Any thread. Queues `msg` (no level filtering, no formatting) for the
+ * loop's sink even when called on the loop thread, for callers that must
+ * not run the sink synchronously. */
+void disco__log_post(disco_loop_t *loop, disco_log_level_t level,
+                     const char *component, const char *msg);
 
 #endif /* DISCO_INTERNAL_H */

@@ -130,10 +130,11 @@ static void disco__log_item_cb(disco_qitem_t *qitem, int status) {
   free(item);
 }
 
-/* Any thread but the loop's. Falls back to stderr when the message cannot be
- * queued, so that it is never dropped silently. */
-static void disco__log_post(disco_loop_t *loop, disco_log_level_t level,
-                            const char *component, const char *msg) {
+/* Any thread (the loop's own too: the message then waits for the next
+ * drain). Falls back to stderr when the message cannot be queued, so that it
+ * is never dropped silently. */
+void disco__log_post(disco_loop_t *loop, disco_log_level_t level,
+                     const char *component, const char *msg) {
   disco__log_item_t *item;
   disco_queue_t *queue;
   size_t msg_len;

@@ -165,7 +165,13 @@ char *ctest_capture_end(ctest_capture_t *capture);
   X(queue_push_after_close)                                                    \
   X(queue_probe)                                                               \
   X(queue_probe_loop_close)                                                    \
-  X(queue_probe_invalid)
+  X(queue_probe_invalid)                                                       \
+  X(zk_error_translation)                                                      \
+  X(zk_options_invalid)                                                        \
+  X(zk_close_before_connect)                                                   \
+  X(zk_requests_after_close)                                                   \
+  X(zk_close_with_requests)                                                    \
+  X(zk_loop_close)
 
 #define CTEST_DECLARE(name) void test_##name(ctest_t *t);
 CTEST_LIST(CTEST_DECLARE)

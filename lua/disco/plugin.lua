@@ -71,6 +71,7 @@ function _M.new(opts)
         debounce_ms = opts.debounce_ms or _M.DEFAULT_DEBOUNCE_MS,
         plugins = {},
         order = {},
+        owners = setmetatable({}, { __mode = "k" }),
         dir_watches = {},
         stats = { loaded = 0, reloaded = 0, failed = 0, unloaded = 0 },
         closed = false,
@@ -286,6 +287,7 @@ function host_mt:_instantiate(rec, conf)
         loop = self.loop,
         events = self.events,
         log = self.logger("plugin " .. rec.name),
+        owners = self.owners,
         guard = function(fn) return guarded(rec, inst, fn) end,
     })
     local initialised, init_err = xpcall(mod.init, debug.traceback, inst.ctx, conf)
@@ -430,6 +432,7 @@ function host_mt:reload(name, conf)
             local restored, restore_err = xpcall(new.mod.restore, debug.traceback, state)
             if not restored then
                 rec.current = old
+                new.ctx:_return_adopted()
                 self:_discard(rec, new)
                 new, stage, err = nil, "restore", restore_err
             end
@@ -442,6 +445,7 @@ function host_mt:reload(name, conf)
     end
 
     rec.conf = conf
+    new.ctx:_keep_adopted()
     self:_discard(rec, old)
     publish_modules(rec, new, old)
     rec.swapping = false

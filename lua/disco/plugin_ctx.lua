@@ -12,7 +12,8 @@ ctx_mt.__index = ctx_mt
 
 --- Creates the context of one plugin instance.
 -- @tparam table opts `name` ("kind/name"), `kind`, `conf`, `loop`,
--- `events` (the dispatcher), `log` (a logger), and `guard(fn)`, which wraps
+-- `events` (the dispatcher), `log` (a logger), `owners` (the host's table
+-- of handle -> owning context), and `guard(fn)`, which wraps
 -- every callback into the plugin so the host can hold events back while it
 -- swaps instances
 function _M.new(opts)
@@ -24,8 +25,11 @@ function _M.new(opts)
         _loop = opts.loop,
         _events = opts.events,
         _guard = opts.guard,
+        _owners = opts.owners, -- handle -> owning context, shared by the host
         _timers = {},
         _subscriptions = {},
+        _handles = {},  -- sessions and other closable handles this instance owns
+        _adopted = {},  -- handle -> the context it was taken from (reload)
         _released = false,
     }, ctx_mt)
 end
@@ -92,6 +96,56 @@ function ctx_mt:emit(event_type, fields, opts)
     return self._events:emit(event_type, fields, opts)
 end
 
+--- Opens a ZooKeeper session owned by the host (see `loop:zk` in
+-- docs/lua-api.md for `opts`). It is closed when this instance goes,
+-- unless the next version adopts it in `restore`.
+-- @return the session, or nil and the error
+function ctx_mt:zk(opts)
+    check_open(self)
+    local session, err = self._loop:zk(opts)
+    if not session then
+        return nil, err
+    end
+    self._handles[session] = true
+    self._owners[session] = self
+    return session
+end
+
+--- Takes over a handle the previous version of this plugin owned (handed
+-- over through `save`/`restore`), so that replacing the plugin does not
+-- close it. If the reload then fails, the handle goes back to the old
+-- version.
+function ctx_mt:adopt(handle)
+    check_open(self)
+    local owner = self._owners[handle]
+    if owner == self then
+        return handle
+    end
+    if owner then
+        owner._handles[handle] = nil
+        self._adopted[handle] = owner
+    end
+    self._handles[handle] = true
+    self._owners[handle] = self
+    return handle
+end
+
+--- Host only: gives adopted handles back to their previous owner (the
+-- reload that adopted them failed).
+function ctx_mt:_return_adopted()
+    for handle, owner in pairs(self._adopted) do
+        self._handles[handle] = nil
+        owner._handles[handle] = true
+        self._owners[handle] = owner
+    end
+    self._adopted = {}
+end
+
+--- Host only: the reload succeeded; adopted handles are this instance's.
+function ctx_mt:_keep_adopted()
+    self._adopted = {}
+end
+
 --- Loop time in milliseconds.
 function ctx_mt:now()
     return self._loop:now()
@@ -134,12 +188,20 @@ function ctx_mt:_release()
         entry.sub:cancel()
     end
     self._subscriptions = {}
+    for handle in pairs(self._handles) do
+        handle:close()
+        self._owners[handle] = nil
+    end
+    self._handles = {}
 end
 
 --- How many handles the instance holds (for tests and stats).
 function ctx_mt:_resource_count()
     local n = #self._subscriptions
     for _ in pairs(self._timers) do
+        n = n + 1
+    end
+    for _ in pairs(self._handles) do
         n = n + 1
     end
     return n

@@ -1,0 +1,91 @@
+/*
+ * Private to core/zk_*.c: the session, its ZooKeeper handles ("conns") and
+ * the requests and watches in flight on them.
+ *
+ * Ownership across threads. Requests and watches are allocated on the loop
+ * thread and linked into loop-side lists; a ZooKeeper thread writes a copy
+ * of its result into them and pushes them onto the session's queue, and
+ * never touches them again unless the push was refused. `zk_side` records
+ * which of those happened; the loop thread reads it only after the conn's
+ * zookeeper_close() has returned (its threads are joined by then), so the
+ * one question it answers - "is this item in the queue?" - has a stable
+ * answer.
+ */
+#ifndef DISCO_ZK_INTERNAL_H
+#define DISCO_ZK_INTERNAL_H
+
+#include <zookeeper/zookeeper.h>
+
+#include "internal.h"
+
+/* zk_side values. */
+enum {
+  DISCO__ZK_IN_FLIGHT = 0, /* ZooKeeper holds it (or never called back) */
+  DISCO__ZK_PUSHED = 1,    /* in the queue: the queue will deliver it */
+  DISCO__ZK_REFUSED = 2    /* called back, but the queue was closing */
+};
+
+typedef struct disco__zk_conn_s disco__zk_conn_t;
+
+/* One zhandle_t and what must live as long as its threads. */
+struct disco__zk_conn_s {
+  struct disco__list link; /* in zk->conns until freed */
+  disco_zk_t *zk;
+  disco_queue_t *queue; /* zk->queue, with a reference of this conn's */
+  zhandle_t *zh;
+  uint64_t generation;
+  struct disco__list watches; /* unfired watches set through this conn */
+  int closing;                /* zookeeper_close() was scheduled */
+  int auth_added;             /* zoo_add_auth() accepted (or no auth) */
+  int end_status;             /* what unfired watches end with */
+  uv_work_t work;
+};
+
+struct disco_zk_s {
+  disco__handle_t handle; /* in loop->handles until the close finished */
+  disco_loop_t *loop;
+  disco_queue_t *queue;
+  disco__zk_conn_t *conn;      /* the current handle, NULL during backoff */
+  struct disco__list conns;    /* every conn not freed yet */
+  struct disco__list requests; /* requests not completed yet */
+  uv_timer_t timer;            /* backoff before a new handle */
+  char *hosts;
+  char *auth;
+  int session_timeout_ms;
+  disco_zk_acl_t acl;
+  int min_backoff_ms;
+  int max_backoff_ms;
+  int64_t join_id; /* options.session_id, for the first handle only */
+  char join_passwd[DISCO_ZK_PASSWD_LEN];
+  disco_zk_state_t state;
+  uint64_t generation;
+  int64_t session_id;
+  char passwd[DISCO_ZK_PASSWD_LEN];
+  unsigned attempt; /* handles created since the last CONNECTED */
+  uint64_t rng;
+  disco_zk_state_cb state_cb;
+  disco_handle_close_cb close_cb;
+  void *data;
+  int closing;
+  int init_failed; /* disco_zk_new() failed after creating the queue */
+  int pending;     /* conns, timer and queue still closing */
+};
+
+/* zk_session.c */
+/* Loop thread. Adds the session's auth to `conn` if not done yet; returns
+ * whether it is added (then held requests went out). */
+int disco__zk_conn_auth(disco__zk_conn_t *conn);
+/* Loop thread. The ACL for new nodes. */
+struct ACL_vector *disco__zk_acl(disco_zk_t *zk);
+/* Loop thread. Whether requests can be sent (an open zk with a handle). */
+int disco__zk_usable(disco_zk_t *zk);
+
+/* zk_request.c */
+/* Loop thread, once `conn`'s zookeeper_close() has returned: completes the
+ * requests and ends the watches that ZooKeeper never handed back to the
+ * queue. */
+void disco__zk_conn_sweep(disco__zk_conn_t *conn);
+/* Loop thread. Sends the requests held back until `conn` had its auth. */
+void disco__zk_flush_held(disco__zk_conn_t *conn);
+
+#endif /* DISCO_ZK_INTERNAL_H */
