@@ -6,6 +6,7 @@
 #   make valgrind   the C core tests under valgrind (leaks are errors)
 #   make lint       luacheck and clang-format
 #   make demo       the main job, end to end, on a local ZooKeeper
+#   make bench      benchmarks (figures beside a baseline of the same run)
 #   make deps       check (and as root, install) the Debian packages
 #   make install    PREFIX=/usr/local by default
 #
@@ -27,11 +28,12 @@ DEB_PACKAGES := build-essential pkg-config luajit2 libluajit2-5.1-dev \
 # lists the same files; spec/01-unit/rockspec_spec.lua checks that they agree.
 CORE_SRC := core/error.c core/handle.c core/log.c core/loop.c core/queue.c \
   core/queue_probe.c core/signal.c core/timer.c core/fs_event.c \
-  core/zk_error.c core/zk_session.c core/zk_request.c
+  core/zk_error.c core/zk_session.c core/zk_request.c core/zk_ephemeral.c \
+  core/zk_cache.c
 BINDING_SRC := bindings/dl_core.c bindings/dl_pcall.c bindings/dl_loop.c \
   bindings/dl_log.c bindings/dl_handle.c bindings/dl_timer.c \
   bindings/dl_signal.c bindings/dl_fs_event.c bindings/dl_queue.c \
-  bindings/dl_zk.c
+  bindings/dl_zk.c bindings/dl_zk_ephemeral.c bindings/dl_zk_cache.c
 HOST_SRC := bindings/host.c
 CTEST_SRC := $(wildcard core/test/*.c)
 
@@ -77,7 +79,7 @@ CMOD_DIR := $(PREFIX)/lib/lua/5.1
 PLUGIN_DIR := $(PREFIX)/share/disco/plugins
 
 .PHONY: all deps test asan valgrind lint demo install clean ctest \
-  test-build print-module-sources
+  test-build print-module-sources bench
 all: $(HOST) $(MODULE)
 
 $(BUILD)/obj/core/%.o: core/%.c core/disco.h core/internal.h \
@@ -116,6 +118,17 @@ ctest: $(CTEST)
 deps:
 	@sh .ci/deps.sh $(DEB_PACKAGES)
 
+# Benchmarks print figures beside a baseline measured in the same run; they
+# are never part of `make test`.
+$(BUILD)/bench/zk_floor: bench/zk_floor.c
+	@mkdir -p $(@D)
+	$(CC) -std=c99 -D_GNU_SOURCE -DTHREADED -O2 $(WARNINGS) -o $@ $< $(ZK_LIBS) -lpthread
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/zk_floor
+	BUILD=$(BUILD) $(HOST) run bench/zk_cold_discovery.lua $(BENCH_N)
+	BUILD=$(BUILD) $(HOST) run bench/zk_notify_latency.lua
+
 # test and demo install missing packages first, then build in a fresh make
 # so that the pkg-config flags above are read after the install.
 test: deps
@@ -135,8 +148,8 @@ valgrind: deps
 	@echo "valgrind: C core tests ran with no memory errors and no leaks"
 
 lint: deps
-	luacheck lua plugins spec examples
-	clang-format --dry-run -Werror $(CORE_SRC) $(BINDING_SRC) $(HOST_SRC) \
+	luacheck lua plugins spec examples bench
+	clang-format --dry-run -Werror $(CORE_SRC) $(BINDING_SRC) $(HOST_SRC) bench/*.c \
 	  $(CTEST_SRC) core/*.h core/test/*.h bindings/*.h
 
 demo: deps

@@ -36,6 +36,8 @@
 #define DL_SIGNAL_MT "disco.signal"
 #define DL_FS_EVENT_MT "disco.fs_event"
 #define DL_ZK_MT "disco.zk"
+#define DL_ZK_EPHEMERAL_MT "disco.zk_ephemeral"
+#define DL_ZK_CACHE_MT "disco.zk_cache"
 
 /* Handle names (for log lines) are cut to this many bytes. */
 #define DL_NAME_MAX 64
@@ -164,5 +166,24 @@ int dl_loop_queue_probe(lua_State *L);
 /* dl_zk.c */
 void dl_zk_register(lua_State *L);
 int dl_loop_zk(lua_State *L);
+/* [-0, +1] The stat table of a node, as zk:get() returns it. May raise on
+ * memory exhaustion only. */
+void dl_zk_push_stat(lua_State *L, const disco_zk_stat_t *st);
+/* [-0, +1] A new box of type `mt` for a handle built on the open session
+ * at zk_idx (raises when closed), named "<session name>:<name>". The
+ * handle keeps the session's box alive until it closes. */
+dl_handle_t *dl_zk_handle_new(lua_State *L, int zk_idx, const char *mt,
+                              const char *name);
+/* [-0, +0] Records the box at idx under h in the weak table at `key`, and
+ * [-0, +1] pushes that box (nil once collected). May raise on memory
+ * exhaustion only. */
+void dl_zk_weak_set(lua_State *L, const void *key, dl_handle_t *h, int idx);
+void dl_zk_weak_push(lua_State *L, const void *key, dl_handle_t *h);
+
+/* dl_zk_ephemeral.c, dl_zk_cache.c */
+int dl_zk_ephemeral(lua_State *L);
+void dl_zk_ephemeral_register(lua_State *L);
+int dl_zk_children_cache(lua_State *L);
+void dl_zk_cache_register(lua_State *L);
 
 #endif /* DL_H */

@@ -119,6 +119,8 @@ int luaopen_disco_core(lua_State *L) {
   dl_signal_register(L);
   dl_fs_event_register(L);
   dl_zk_register(L);
+  dl_zk_ephemeral_register(L);
+  dl_zk_cache_register(L);
 
   lua_newtable(L);
   luaL_register(L, NULL, dl_functions);

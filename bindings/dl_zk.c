@@ -11,6 +11,8 @@
  *     -> true | nil, err, ename (then cb never runs)
  *   zk:state(), zk:generation(), zk:session_id(), zk:debug_session(),
  *   zk:close(), zk:is_closed()
+ *   zk:ephemeral(...) (dl_zk_ephemeral.c), zk:children_cache(...)
+ *   (dl_zk_cache.c)
  * cb(err, result) runs once on the loop; watch(event) at most once.
  *
  * The box is not anchored while the session is open: a session nobody
@@ -82,7 +84,7 @@ static void dl_push_hex64(lua_State *L, int64_t id) {
 }
 
 /* [-0, +1] The stat table. */
-static void dl_push_stat(lua_State *L, const disco_zk_stat_t *st) {
+void dl_zk_push_stat(lua_State *L, const disco_zk_stat_t *st) {
   lua_createtable(L, 0, 12);
   dl_set_number(L, "czxid", (double)st->czxid);
   dl_set_number(L, "mzxid", (double)st->mzxid);
@@ -127,7 +129,7 @@ static void dl_zk_result_cb(disco_zk_t *zk, const disco_zk_result_t *r,
     lua_setfield(L, -2, "path");
     dl_set_number(L, "generation", (double)r->generation);
     if (r->has_stat) {
-      dl_push_stat(L, &r->stat);
+      dl_zk_push_stat(L, &r->stat);
       lua_setfield(L, -2, "stat");
     }
     if (r->op == DISCO_ZK_OP_GET && r->data != NULL) {
@@ -484,6 +486,63 @@ int dl_loop_zk(lua_State *L) {
   return 1;
 }
 
+dl_handle_t *dl_zk_handle_new(lua_State *L, int zk_idx, const char *mt,
+                              const char *name) {
+  dl_handle_t *zh = dl_check_handle(L, zk_idx, DL_ZK_MT, 1);
+  dl_handle_t **box;
+  dl_handle_t *h = (dl_handle_t *)calloc(1, sizeof(*h));
+  if (h == NULL)
+    luaL_error(L, "out of memory");
+  box = (dl_handle_t **)lua_newuserdata(L, sizeof(*box));
+  *box = h;
+  h->owner = zh->owner;
+  lua_pushvalue(L, zk_idx);
+  h->owner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  h->cb_ref = LUA_NOREF;
+  h->self_ref = LUA_NOREF;
+  h->box_alive = 1;
+  {
+    char full[2 * DL_NAME_MAX + 2];
+    snprintf(full, sizeof(full), "%s:%s", zh->name, name);
+    memcpy(h->name, full, sizeof(h->name) - 1);
+    h->name[sizeof(h->name) - 1] = '\0';
+  }
+  luaL_getmetatable(L, mt);
+  lua_setmetatable(L, -2);
+  return h;
+}
+
+void dl_zk_weak_set(lua_State *L, const void *key, dl_handle_t *h, int idx) {
+  lua_pushvalue(L, idx);
+  lua_pushlightuserdata(L, (void *)key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushlightuserdata(L, (void *)key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  lua_pushlightuserdata(L, h);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
+}
+
+void dl_zk_weak_push(lua_State *L, const void *key, dl_handle_t *h) {
+  lua_pushlightuserdata(L, (void *)key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_isnil(L, -1))
+    return;
+  lua_pushlightuserdata(L, h);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+}
+
 static const luaL_Reg dl_zk_methods[] = {
   { "get", dl_zk_get },
   { "exists", dl_zk_exists },
@@ -495,6 +554,8 @@ static const luaL_Reg dl_zk_methods[] = {
   { "generation", dl_zk_generation },
   { "session_id", dl_zk_session_id },
   { "debug_session", dl_zk_debug_session },
+  { "ephemeral", dl_zk_ephemeral },
+  { "children_cache", dl_zk_children_cache },
   { NULL, NULL },
 };
 

@@ -518,6 +518,122 @@ int disco_zk_set(disco_zk_t *zk, const char *path, const char *value,
 int disco_zk_delete(disco_zk_t *zk, const char *path, int version,
                     disco_zk_cb cb, void *data);
 
+/* -------------------------------------------- ZooKeeper ephemeral node */
+
+/*
+ * An ephemeral node kept alive across connection losses and session
+ * expiries. The node is created with its parents (as container nodes). When
+ * it already exists, its owner decides: a node of this session is kept (and
+ * given our data); a node left by another session (an expired one that the
+ * server has not reaped yet, or another client) is deleted and created
+ * again, at most DISCO_ZK_EPHEMERAL_TRIES times. After an expiry the node
+ * is created again on the new session; after a reconnect of the same session
+ * its existence and owner are checked. Closing the session closes the
+ * handle.
+ */
+typedef struct disco_zk_ephemeral_s disco_zk_ephemeral_t;
+
+typedef enum {
+  DISCO_ZK_EPHEMERAL_CREATED = 1,   /* first created (or found ours) */
+  DISCO_ZK_EPHEMERAL_RECREATED = 2, /* created again after a loss */
+  DISCO_ZK_EPHEMERAL_LOST = 3,      /* gone or not creatable; err says why */
+  DISCO_ZK_EPHEMERAL_CLOSED = 4     /* the handle closed (last state) */
+} disco_zk_ephemeral_state_t;
+
+#define DISCO_ZK_EPHEMERAL_TRIES 3
+
+/* "created", "recreated", "lost", "closed". */
+const char *disco_zk_ephemeral_state_name(disco_zk_ephemeral_state_t state);
+
+typedef void (*disco_zk_ephemeral_cb)(disco_zk_ephemeral_t *node,
+                                      disco_zk_ephemeral_state_t state,
+                                      int err);
+/* An update's outcome: 0 once the data is on our node, else DISCO_E*. */
+typedef void (*disco_zk_ephemeral_update_cb)(disco_zk_ephemeral_t *node,
+                                             int err, void *arg);
+
+/* Starts creating the node at `path` with `len` bytes of `value` (copied).
+ * `state_cb` may be NULL. DISCO_EINVAL for a bad path or too much data,
+ * DISCO_ECLOSED on a closing session. */
+int disco_zk_ephemeral_new(disco_zk_t *zk, const char *path, const char *value,
+                           size_t len, disco_zk_ephemeral_cb state_cb,
+                           disco_handle_close_cb close_cb, void *data,
+                           disco_zk_ephemeral_t **out);
+/* Sets new data on our node and remembers it for any later re-creation.
+ * `cb` (may be NULL) runs once: when the data is on our node or failed. */
+int disco_zk_ephemeral_update(disco_zk_ephemeral_t *node, const char *value,
+                              size_t len, disco_zk_ephemeral_update_cb cb,
+                              void *arg);
+/* Idempotent. Deletes the node only if this session owns it (a node created
+ * again by another session stays), then reports CLOSED and runs close_cb. */
+void disco_zk_ephemeral_close(disco_zk_ephemeral_t *node);
+const char *disco_zk_ephemeral_path(const disco_zk_ephemeral_t *node);
+/* Whether the node is known to exist and be ours. */
+int disco_zk_ephemeral_owned(const disco_zk_ephemeral_t *node);
+void *disco_zk_ephemeral_data(const disco_zk_ephemeral_t *node);
+
+/* --------------------------------------------- ZooKeeper children cache */
+
+/*
+ * The children of a path and their data, kept current with one-shot watches:
+ * a child watch on the parent for membership, and a data watch on each child
+ * so that a changed child is re-read alone. Changes come as diffs; a child
+ * deleted and created again shows as updated (its czxid changed), never as
+ * removed plus added. While the session is disconnected the cache keeps its
+ * last state and reports nothing; after a reconnect it lists and checks
+ * every child again, after an expiry it rebuilds, and reports only real
+ * differences. A missing parent is an empty set, watched for its creation.
+ * The first diff (the initial load) lists every child as added and is
+ * reported even when empty.
+ */
+typedef struct disco_zk_cache_s disco_zk_cache_t;
+
+typedef struct {
+  const char *name;
+  const char *data; /* NULL for a null value or when too_large */
+  size_t data_len;
+  int too_large; /* data_length over the cache's max_data: no data */
+  disco_zk_stat_t stat;
+} disco_zk_child_t;
+
+typedef struct {
+  const disco_zk_child_t *added;
+  size_t num_added;
+  const disco_zk_child_t *updated;
+  size_t num_updated;
+  const disco_zk_child_t *removed; /* with their last known data */
+  size_t num_removed;
+} disco_zk_cache_diff_t;
+
+typedef struct {
+  uint64_t lists; /* children requests sent */
+  uint64_t reads; /* get requests sent */
+  uint64_t diffs; /* diffs reported */
+} disco_zk_cache_stats_t;
+
+/* Valid only during the call; the cache may be closed from it. */
+typedef void (*disco_zk_cache_cb)(disco_zk_cache_t *cache,
+                                  const disco_zk_cache_diff_t *diff);
+
+/* `max_data` 0: no limit below ZooKeeper's own. */
+int disco_zk_cache_new(disco_zk_t *zk, const char *path, size_t max_data,
+                       disco_zk_cache_cb on_change,
+                       disco_handle_close_cb close_cb, void *data,
+                       disco_zk_cache_t **out);
+/* Idempotent; close_cb runs once the requests in flight have completed. */
+void disco_zk_cache_close(disco_zk_cache_t *cache);
+/* Whether the initial load was reported. */
+int disco_zk_cache_loaded(const disco_zk_cache_t *cache);
+/* The children as last reported: slots `index` 0 to count - 1, in name
+ * order; DISCO_ENOENT for a slot not reported yet (skip it). */
+size_t disco_zk_cache_count(const disco_zk_cache_t *cache);
+int disco_zk_cache_child(const disco_zk_cache_t *cache, size_t index,
+                         disco_zk_child_t *out);
+void disco_zk_cache_stats(const disco_zk_cache_t *cache,
+                          disco_zk_cache_stats_t *stats);
+const char *disco_zk_cache_path(const disco_zk_cache_t *cache);
+void *disco_zk_cache_data(const disco_zk_cache_t *cache);
+
 /* ------------------------------------------- queue probe (diagnostic) */
 
 /*

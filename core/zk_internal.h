@@ -27,6 +27,23 @@ enum {
 
 typedef struct disco__zk_conn_s disco__zk_conn_t;
 
+/*
+ * An internal observer of the session's state, for the handles built on a
+ * session (ephemeral nodes, caches). Embedded in its owner. CLOSED is
+ * reported when disco_zk_close() starts (not when it ends, as to the public
+ * state_cb), so that owners stop sending and close themselves. A listener
+ * may remove itself or others from its callback.
+ */
+typedef struct disco__zk_listener_s disco__zk_listener_t;
+typedef void (*disco__zk_listener_cb)(disco__zk_listener_t *listener,
+                                      disco_zk_state_t state,
+                                      uint64_t generation);
+struct disco__zk_listener_s {
+  struct disco__list link;
+  disco__zk_listener_cb cb;
+  unsigned seen; /* the dispatch round that called it last */
+};
+
 /* One zhandle_t and what must live as long as its threads. */
 struct disco__zk_conn_s {
   struct disco__list link; /* in zk->conns until freed */
@@ -64,6 +81,8 @@ struct disco_zk_s {
   unsigned attempt; /* handles created since the last CONNECTED */
   uint64_t rng;
   disco_zk_state_cb state_cb;
+  struct disco__list listeners; /* disco__zk_listener_t */
+  unsigned dispatch_round;
   disco_handle_close_cb close_cb;
   void *data;
   int closing;
@@ -79,6 +98,12 @@ int disco__zk_conn_auth(disco__zk_conn_t *conn);
 struct ACL_vector *disco__zk_acl(disco_zk_t *zk);
 /* Loop thread. Whether requests can be sent (an open zk with a handle). */
 int disco__zk_usable(disco_zk_t *zk);
+
+/* Loop thread. Adds or removes an internal state listener (removal is
+ * idempotent once the listener was added or initialised). */
+void disco__zk_add_state_listener(disco_zk_t *zk, disco__zk_listener_t *l,
+                                  disco__zk_listener_cb cb);
+void disco__zk_remove_state_listener(disco__zk_listener_t *l);
 
 /* zk_request.c */
 /* Loop thread, once `conn`'s zookeeper_close() has returned: completes the

@@ -217,10 +217,46 @@ static int disco__zk_hosts_valid(const char *hosts) {
 
 /* ---------------------------------------------------------- state items */
 
+/* Calls every listener once, even when callbacks add or remove listeners:
+ * each round restarts from the head and skips those already called. */
+static void disco__zk_notify_listeners(disco_zk_t *zk, disco_zk_state_t state) {
+  struct disco__list *node;
+  disco__zk_listener_t *l;
+  unsigned round;
+
+  round = ++zk->dispatch_round;
+  for (;;) {
+    l = NULL;
+    for (node = zk->listeners.next; node != &zk->listeners; node = node->next) {
+      l = disco__container_of(node, disco__zk_listener_t, link);
+      if (l->seen != round)
+        break;
+      l = NULL;
+    }
+    if (l == NULL)
+      return;
+    l->seen = round;
+    l->cb(l, state, zk->generation);
+  }
+}
+
+void disco__zk_add_state_listener(disco_zk_t *zk, disco__zk_listener_t *l,
+                                  disco__zk_listener_cb cb) {
+  l->cb = cb;
+  l->seen = zk->dispatch_round;
+  disco__list_insert_tail(&zk->listeners, &l->link);
+}
+
+void disco__zk_remove_state_listener(disco__zk_listener_t *l) {
+  disco__list_remove(&l->link);
+}
+
 static void disco__zk_set_state(disco_zk_t *zk, disco_zk_state_t state) {
   if (zk->state == state)
     return;
   zk->state = state;
+  if (state != DISCO_ZK_CLOSED)
+    disco__zk_notify_listeners(zk, state);
   if (zk->state_cb != NULL)
     zk->state_cb(zk, state, zk->generation);
 }
@@ -531,6 +567,9 @@ void disco_zk_close(disco_zk_t *zk) {
     return;
   zk->closing = 1;
   zk->conn = NULL;
+  /* Owners of handles on this session close them now, while it is still
+   * there; their requests in flight complete during the close. */
+  disco__zk_notify_listeners(zk, DISCO_ZK_CLOSED);
   if (!uv_is_closing((uv_handle_t *)&zk->timer))
     uv_close((uv_handle_t *)&zk->timer, disco__zk_timer_close_cb);
   for (node = zk->conns.next; node != &zk->conns; node = next) {
@@ -603,6 +642,7 @@ int disco_zk_new(disco_loop_t *loop, const disco_zk_options_t *opts,
   zk->data = data;
   disco__list_init(&zk->conns);
   disco__list_init(&zk->requests);
+  disco__list_init(&zk->listeners);
 
   err = disco_queue_new(loop, disco__zk_queue_close_cb, zk, &zk->queue);
   if (err != 0)

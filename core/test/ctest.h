@@ -171,7 +171,9 @@ char *ctest_capture_end(ctest_capture_t *capture);
   X(zk_close_before_connect)                                                   \
   X(zk_requests_after_close)                                                   \
   X(zk_close_with_requests)                                                    \
-  X(zk_loop_close)
+  X(zk_loop_close)                                                             \
+  X(zk_handles_close)                                                          \
+  X(zk_ephemeral_state_names)
 
 #define CTEST_DECLARE(name) void test_##name(ctest_t *t);
 CTEST_LIST(CTEST_DECLARE)

@@ -267,3 +267,179 @@ void test_zk_loop_close(ctest_t *t) {
   ASSERT_EQ(t, ctx.watch_ended, 1);
   ASSERT_EQ(t, ctx.states[DISCO_ZK_CLOSED], 1);
 }
+
+/* ------------------------------------- ephemeral nodes and caches */
+
+typedef struct {
+  ctest_t *t;
+  int eph_closed; /* close_cb runs */
+  int eph_states[8];
+  int cache_closed;
+  int diffs;
+  int updates;
+  int update_err;
+  void *eph;
+  void *cache;
+} test_zk_handles_t;
+
+static void test_zk_eph_state_cb(disco_zk_ephemeral_t *node,
+                                 disco_zk_ephemeral_state_t state, int err) {
+  test_zk_handles_t *h;
+
+  (void)err;
+  h = disco_zk_ephemeral_data(node);
+  if ((int)state >= 0 && (int)state < 8)
+    h->eph_states[state]++;
+}
+
+static void test_zk_eph_close_cb(void *handle, void *data) {
+  test_zk_handles_t *h;
+
+  h = data;
+  ASSERT(h->t, handle == h->eph);
+  /* CLOSED is the last state, reported just before. */
+  ASSERT_EQ(h->t, h->eph_states[DISCO_ZK_EPHEMERAL_CLOSED], 1);
+  h->eph_closed++;
+}
+
+static void test_zk_eph_update_cb(disco_zk_ephemeral_t *node, int err,
+                                  void *arg) {
+  test_zk_handles_t *h;
+
+  (void)node;
+  h = arg;
+  h->updates++;
+  h->update_err = err;
+}
+
+static void test_zk_cache_cb(disco_zk_cache_t *cache,
+                             const disco_zk_cache_diff_t *diff) {
+  test_zk_handles_t *h;
+
+  (void)diff;
+  h = disco_zk_cache_data(cache);
+  h->diffs++;
+}
+
+static void test_zk_cache_close_cb(void *handle, void *data) {
+  test_zk_handles_t *h;
+
+  h = data;
+  ASSERT(h->t, handle == h->cache);
+  h->cache_closed++;
+}
+
+/* Handles on a session that never connects: they wait, report nothing,
+ * and close once each: by themselves, with the session, or with the loop.
+ * Their close callbacks never run inside the call that closed them. */
+void test_zk_handles_close(ctest_t *t) {
+  disco_zk_options_t opts;
+  test_zk_ctx_t ctx;
+  test_zk_handles_t h;
+  disco_zk_ephemeral_t *node;
+  disco_zk_ephemeral_t *node2;
+  disco_zk_cache_t *cache;
+  disco_zk_cache_t *cache2;
+  disco_loop_t loop;
+
+  memset(&ctx, 0, sizeof(ctx));
+  memset(&h, 0, sizeof(h));
+  ctx.t = t;
+  h.t = t;
+  ASSERT_OK(t, disco_loop_init(&loop));
+  test_zk_opts(&opts, TEST_ZK_NOWHERE);
+  ASSERT_OK(t, disco_zk_new(&loop, &opts, test_zk_state_cb, test_zk_close_cb,
+                            &ctx, &ctx.zk));
+  ASSERT_EQ(t,
+            disco_zk_ephemeral_new(ctx.zk, "relative", "x", 1, NULL, NULL, NULL,
+                                   &node),
+            DISCO_EINVAL);
+  ASSERT_EQ(
+      t, disco_zk_ephemeral_new(ctx.zk, "/", "x", 1, NULL, NULL, NULL, &node),
+      DISCO_EINVAL);
+  ASSERT_EQ(t, disco_zk_cache_new(ctx.zk, "/x/", 0, NULL, NULL, NULL, &cache),
+            DISCO_EINVAL);
+
+  /* Closed by their owner. */
+  ASSERT_OK(t, disco_zk_ephemeral_new(ctx.zk, "/svc/a", "x", 1,
+                                      test_zk_eph_state_cb,
+                                      test_zk_eph_close_cb, &h, &node));
+  h.eph = node;
+  ASSERT_EQ(t, strcmp(disco_zk_ephemeral_path(node), "/svc/a"), 0);
+  ASSERT_EQ(t, disco_zk_ephemeral_owned(node), 0);
+  ASSERT_OK(t,
+            disco_zk_ephemeral_update(node, "y", 1, test_zk_eph_update_cb, &h));
+  ASSERT_OK(t, disco_zk_cache_new(ctx.zk, "/svc", 1024, test_zk_cache_cb,
+                                  test_zk_cache_close_cb, &h, &cache));
+  h.cache = cache;
+  ASSERT_EQ(t, disco_zk_cache_count(cache), 0);
+  disco_zk_ephemeral_close(node);
+  disco_zk_ephemeral_close(node); /* idempotent */
+  disco_zk_cache_close(cache);
+  disco_zk_cache_close(cache);
+  ASSERT_EQ(t, h.eph_closed, 0);
+  ASSERT_EQ(t, h.cache_closed, 0);
+  ASSERT_EQ(t, ctest_run_until(t, &loop, &h.eph_closed, 10000), 0);
+  ASSERT_EQ(t, ctest_run_until(t, &loop, &h.cache_closed, 10000), 0);
+  ASSERT_EQ(t, h.eph_closed, 1);
+  ASSERT_EQ(t, h.cache_closed, 1);
+  ASSERT_EQ(t, h.updates, 1);
+  ASSERT_EQ(t, h.update_err, DISCO_ECLOSED);
+  ASSERT_EQ(t, h.diffs, 0);
+  ASSERT_EQ(t, h.eph_states[DISCO_ZK_EPHEMERAL_CREATED], 0);
+
+  /* Closed with their session. */
+  memset(&h, 0, sizeof(h));
+  h.t = t;
+  ASSERT_OK(t, disco_zk_ephemeral_new(ctx.zk, "/svc/b", NULL, 0,
+                                      test_zk_eph_state_cb,
+                                      test_zk_eph_close_cb, &h, &node2));
+  h.eph = node2;
+  ASSERT_OK(t, disco_zk_cache_new(ctx.zk, "/", 0, test_zk_cache_cb,
+                                  test_zk_cache_close_cb, &h, &cache2));
+  h.cache = cache2;
+  disco_zk_close(ctx.zk);
+  ASSERT_EQ(t, h.eph_closed, 0);
+  ASSERT_EQ(t, ctest_run_until(t, &loop, &ctx.closed, 10000), 0);
+  ASSERT_EQ(t, h.eph_closed, 1);
+  ASSERT_EQ(t, h.cache_closed, 1);
+  ASSERT_OK(t, disco_loop_close(&loop));
+
+  /* Closed by disco_loop_close(). */
+  memset(&ctx, 0, sizeof(ctx));
+  memset(&h, 0, sizeof(h));
+  ctx.t = t;
+  h.t = t;
+  ASSERT_OK(t, disco_loop_init(&loop));
+  ASSERT_OK(t, disco_zk_new(&loop, &opts, test_zk_state_cb, test_zk_close_cb,
+                            &ctx, &ctx.zk));
+  ASSERT_OK(t, disco_zk_ephemeral_new(ctx.zk, "/svc/c", "z", 1,
+                                      test_zk_eph_state_cb,
+                                      test_zk_eph_close_cb, &h, &node));
+  h.eph = node;
+  ASSERT_OK(t, disco_zk_cache_new(ctx.zk, "/svc", 0, test_zk_cache_cb,
+                                  test_zk_cache_close_cb, &h, &cache));
+  h.cache = cache;
+  ASSERT_OK(t, disco_loop_close(&loop));
+  ASSERT_EQ(t, ctx.closed, 1);
+  ASSERT_EQ(t, h.eph_closed, 1);
+  ASSERT_EQ(t, h.cache_closed, 1);
+}
+
+void test_zk_ephemeral_state_names(ctest_t *t) {
+  ASSERT_EQ(t,
+            strcmp(disco_zk_ephemeral_state_name(DISCO_ZK_EPHEMERAL_CREATED),
+                   "created"),
+            0);
+  ASSERT_EQ(t,
+            strcmp(disco_zk_ephemeral_state_name(DISCO_ZK_EPHEMERAL_RECREATED),
+                   "recreated"),
+            0);
+  ASSERT_EQ(
+      t, strcmp(disco_zk_ephemeral_state_name(DISCO_ZK_EPHEMERAL_LOST), "lost"),
+      0);
+  ASSERT_EQ(t,
+            strcmp(disco_zk_ephemeral_state_name(DISCO_ZK_EPHEMERAL_CLOSED),
+                   "closed"),
+            0);
+}

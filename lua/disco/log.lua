@@ -28,6 +28,14 @@ end
 -- break the code that wrote it.
 function logger:log(level, fmt, ...)
     local loop = self.loop
+    if loop:is_closed() then
+        -- Handles closing with the loop may still report; only trouble is
+        -- worth a line then, and the loop's logger is gone.
+        if LEVELS[level] <= LEVELS.warn then
+            io.stderr:write(level:upper(), " [", self.component, "] ", tostring(fmt), "\n")
+        end
+        return
+    end
     if LEVELS[level] > LEVELS[loop:get_log_level()] then
         return
     end

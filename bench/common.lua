@@ -1,0 +1,105 @@
+-- Shared by the ZooKeeper benchmarks: a local server, populating an
+-- application with instance nodes, statistics, and RSS.
+local zookeeper = require "disco.testing.zookeeper"
+local zk_instance = require "disco.registry.zk_instance"
+local core = require "disco.core"
+
+local _M = {}
+
+function _M.server()
+    local zk = zookeeper.server({ cfg = { "jute.maxbuffer=4194304" } })
+    zk:start()
+    return zk
+end
+
+--- Drives `loop` until pred() or timeout (ms); raises on timeout.
+function _M.wait(loop, pred, ms, what)
+    local deadline = core.hrtime() + (ms or 60000)
+    while not pred() do
+        if core.hrtime() > deadline then
+            error("timed out waiting for " .. (what or "a condition"), 2)
+        end
+        loop:run_once()
+    end
+end
+
+--- A connected raw session.
+function _M.session(loop, hosts)
+    local s = assert(loop:zk({ hosts = hosts }))
+    _M.wait(loop, function() return s:state() == "connected" end, 20000, "connect")
+    -- A ticking timer keeps run_once from blocking forever.
+    return s
+end
+
+--- Instance number i: 127.x.y.z hosts, ports from 20000, ~300 bytes.
+function _M.instance(app, i)
+    local host = string.format("127.%d.%d.%d", math.floor(i / 65536) % 256,
+                               math.floor(i / 256) % 256, i % 256)
+    return {
+        name = app, host = host, port = 20000 + (i % 1000),
+        registration_time = 1700000000000 + i,
+        metadata = {
+            ["dubbo.metadata.revision"] = string.format("%032x", i % 3),
+            ["dubbo.metadata.storage-type"] = "local",
+            ["dubbo.endpoints"] = '[{"port":20880,"protocol":"dubbo"}]',
+            ["timestamp"] = tostring(1700000000000 + i),
+        },
+    }
+end
+
+--- Creates n persistent instance nodes under /services/app, pipelined.
+function _M.populate(loop, session, app, n)
+    local done, failed, inflight, next_i = 0, 0, 0, 0
+    local function pump()
+        while inflight < 2000 and next_i < n do
+            local inst = _M.instance(app, next_i)
+            next_i = next_i + 1
+            inflight = inflight + 1
+            session:create("/services/" .. app .. "/" .. inst.host .. ":" .. inst.port,
+                           zk_instance.encode(inst), { parents = true }, function(err)
+                inflight = inflight - 1
+                done = done + 1
+                if err and not err:match("^ENODEEXISTS") then
+                    failed = failed + 1
+                end
+                pump()
+            end)
+        end
+    end
+    pump()
+    _M.wait(loop, function() return done == n end, 300000, "populate")
+    assert(failed == 0, failed .. " creates failed")
+end
+
+function _M.median(list)
+    local s = {}
+    for i, v in ipairs(list) do
+        s[i] = v
+    end
+    table.sort(s)
+    local n = #s
+    if n % 2 == 1 then
+        return s[(n + 1) / 2]
+    end
+    return (s[n / 2] + s[n / 2 + 1]) / 2
+end
+
+function _M.percentile(list, p)
+    local s = {}
+    for i, v in ipairs(list) do
+        s[i] = v
+    end
+    table.sort(s)
+    return s[math.max(1, math.ceil(#s * p))]
+end
+
+function _M.rss_kib()
+    for line in io.lines("/proc/self/status") do
+        local kib = line:match("^VmRSS:%s+(%d+) kB")
+        if kib then
+            return tonumber(kib)
+        end
+    end
+end
+
+return _M

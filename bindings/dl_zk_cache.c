@@ -1,0 +1,194 @@
+/*
+ * disco.zk_cache: zk:children_cache(path, opts) -> cache | nil, err, ename
+ *   opts: nil | { on_change = function(cache, diff), max_data = bytes,
+ *                 name = string }
+ *   diff = { added = {...}, updated = {...}, removed = {...} }, each entry
+ *     { name =, data = string | nil, stat = {...as zk:get...},
+ *       too_large = bool }
+ *   cache:snapshot() -> { [name] = { data =, stat =, too_large = } }
+ *   cache:loaded(), cache:stats() -> { lists =, reads =, diffs = },
+ *   cache:path(), cache:close(), cache:is_closed()
+ *
+ * Not anchored, like sessions: a cache nobody refers to is closed by the
+ * __gc backstop. It keeps its session's box alive until it closes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dl.h"
+
+/* Registry key of the weak table handle state -> box. */
+static const char dl_cache_boxes_key = 0;
+
+static void dl_cache_close_core(void *core) {
+  disco_zk_cache_close((disco_zk_cache_t *)core);
+}
+
+static void dl_cache_set_ref_core(void *core, int ref) {
+  (void)core;
+  (void)ref;
+}
+
+/* [-0, +1] { name =, data =, stat =, too_large = }. May raise on memory
+ * exhaustion only. */
+static void dl_cache_push_child(lua_State *L, const disco_zk_child_t *c,
+                                int with_name) {
+  lua_createtable(L, 0, 4);
+  if (with_name) {
+    lua_pushstring(L, c->name);
+    lua_setfield(L, -2, "name");
+  }
+  if (c->data != NULL) {
+    lua_pushlstring(L, c->data, c->data_len);
+    lua_setfield(L, -2, "data");
+  }
+  dl_zk_push_stat(L, &c->stat);
+  lua_setfield(L, -2, "stat");
+  lua_pushboolean(L, c->too_large);
+  lua_setfield(L, -2, "too_large");
+}
+
+/* [-0, +1] An array of children. */
+static void dl_cache_push_list(lua_State *L, const disco_zk_child_t *list,
+                               size_t n) {
+  size_t i;
+  lua_createtable(L, (int)n, 0);
+  for (i = 0; i < n; i++) {
+    dl_cache_push_child(L, &list[i], 1);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+}
+
+static void dl_cache_change_cb(disco_zk_cache_t *cache,
+                               const disco_zk_cache_diff_t *diff) {
+  dl_handle_t *h = (dl_handle_t *)disco_zk_cache_data(cache);
+  lua_State *L;
+  if (!h->box_alive || h->cb_ref == LUA_NOREF || h->owner->ctx->in_gc)
+    return;
+  L = dl_callback_state(h->owner->ctx);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->cb_ref);
+  dl_zk_weak_push(L, &dl_cache_boxes_key, h);
+  lua_createtable(L, 0, 3);
+  dl_cache_push_list(L, diff->added, diff->num_added);
+  lua_setfield(L, -2, "added");
+  dl_cache_push_list(L, diff->updated, diff->num_updated);
+  lua_setfield(L, -2, "updated");
+  dl_cache_push_list(L, diff->removed, diff->num_removed);
+  lua_setfield(L, -2, "removed");
+  dl_pcall(h->owner, L, 2, h->name);
+}
+
+/* zk:children_cache(path, opts) */
+int dl_zk_children_cache(lua_State *L) {
+  const char *path = luaL_checkstring(L, 2);
+  const char *name = "cache";
+  lua_Number max_data = 0;
+  int cb_idx = 0;
+  dl_handle_t *zh = dl_check_handle(L, 1, DL_ZK_MT, 1);
+  disco_zk_cache_t *cache;
+  dl_handle_t *h;
+  int err;
+
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "on_change");
+    if (!lua_isnil(L, -1)) {
+      if (!lua_isfunction(L, -1))
+        return luaL_argerror(L, 3, "on_change must be a function");
+      cb_idx = lua_gettop(L);
+    } else {
+      lua_pop(L, 1);
+    }
+    lua_getfield(L, 3, "max_data");
+    if (!lua_isnil(L, -1)) {
+      if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)
+        return luaL_argerror(L, 3, "max_data must be a number >= 0");
+      max_data = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 3, "name");
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_argerror(L, 3, "name must be a string");
+      name = lua_tostring(L, -1); /* stays on the stack */
+    }
+  }
+  h = dl_zk_handle_new(L, 1, DL_ZK_CACHE_MT, name); /* box on top */
+  err = disco_zk_cache_new((disco_zk_t *)zh->core, path, (size_t)max_data,
+                           dl_cache_change_cb, dl_handle_on_close, h, &cache);
+  if (err != 0) {
+    dl_unref(L, &h->owner_ref);
+    return dl_push_error(L, err);
+  }
+  h->core = cache;
+  h->close_core = dl_cache_close_core;
+  h->set_ref_core = dl_cache_set_ref_core;
+  if (cb_idx != 0) {
+    lua_pushvalue(L, cb_idx);
+    h->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  dl_zk_weak_set(L, &dl_cache_boxes_key, h, -1);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, path);
+  lua_setfield(L, -2, "path");
+  lua_setfenv(L, -2);
+  return 1;
+}
+
+/* cache:snapshot() -> name -> { data =, stat =, too_large = } */
+static int dl_cache_snapshot(lua_State *L) {
+  dl_handle_t *h = dl_check_handle(L, 1, DL_ZK_CACHE_MT, 1);
+  disco_zk_cache_t *cache = (disco_zk_cache_t *)h->core;
+  disco_zk_child_t child;
+  size_t n = disco_zk_cache_count(cache);
+  size_t i;
+  lua_createtable(L, 0, (int)n);
+  for (i = 0; i < n; i++) {
+    if (disco_zk_cache_child(cache, i, &child) != 0)
+      continue;
+    dl_cache_push_child(L, &child, 0);
+    lua_setfield(L, -2, child.name);
+  }
+  return 1;
+}
+
+static int dl_cache_loaded(lua_State *L) {
+  dl_handle_t *h = dl_check_handle(L, 1, DL_ZK_CACHE_MT, 1);
+  lua_pushboolean(L, disco_zk_cache_loaded(h->core));
+  return 1;
+}
+
+/* cache:stats() -> { lists =, reads =, diffs = }: requests sent, for
+ * tests and metrics. */
+static int dl_cache_stats(lua_State *L) {
+  dl_handle_t *h = dl_check_handle(L, 1, DL_ZK_CACHE_MT, 1);
+  disco_zk_cache_stats_t st;
+  disco_zk_cache_stats(h->core, &st);
+  lua_createtable(L, 0, 3);
+  lua_pushnumber(L, (lua_Number)st.lists);
+  lua_setfield(L, -2, "lists");
+  lua_pushnumber(L, (lua_Number)st.reads);
+  lua_setfield(L, -2, "reads");
+  lua_pushnumber(L, (lua_Number)st.diffs);
+  lua_setfield(L, -2, "diffs");
+  return 1;
+}
+
+static int dl_cache_path(lua_State *L) {
+  dl_check_handle(L, 1, DL_ZK_CACHE_MT, 0);
+  lua_getfenv(L, 1);
+  lua_getfield(L, -1, "path");
+  return 1;
+}
+
+static const luaL_Reg dl_cache_methods[] = {
+  { "snapshot", dl_cache_snapshot },
+  { "loaded", dl_cache_loaded },
+  { "stats", dl_cache_stats },
+  { "path", dl_cache_path },
+  { NULL, NULL },
+};
+
+void dl_zk_cache_register(lua_State *L) {
+  dl_handle_register(L, DL_ZK_CACHE_MT, dl_cache_methods);
+}

@@ -1,0 +1,797 @@
+/*
+ * A cache of the children of one path and their data, on one-shot watches.
+ *
+ * Work goes in rounds: an optional list of the parent (children2, with the
+ * child watch re-armed when none is set for this generation), then a get of
+ * every child that needs reading (new ones, and those whose data watch
+ * fired), then one diff of what changed. Events that arrive during a round
+ * only set flags; the next round starts when this one ends. A round that
+ * fails (connection lost, session expired) reports nothing: what it
+ * observed stays pending and the reconnect starts a full round (list and a
+ * re-check of every child), so nothing is lost and nothing is made up.
+ *
+ * Identity. A child is removed only when a successful list no longer has
+ * it. A child deleted and created again shows up as a different czxid on
+ * the next read, so it is reported as updated. Changes accumulate on the
+ * entries until a diff is reported: added then updated stays added, added
+ * then removed is never reported, removed then listed again is updated.
+ *
+ * Watches are tracked per session generation (watch_gen): a watch set on an
+ * expired handle is gone, so a read of the new generation arms a new one;
+ * a read while a watch of the current generation is set arms none, so
+ * watches never pile up on a path.
+ *
+ * Requests and watches reach entries by name (entries move in the sorted
+ * array); each holds a reference (`pending`) on the cache, which is freed
+ * once closed with no reference left.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "zk_internal.h"
+
+enum { DISCO__CHANGE_NONE = 0, DISCO__CHANGE_ADDED = 1, DISCO__CHANGE_UPDATED };
+
+typedef struct {
+  char *name;
+  char *value; /* NULL: null value or too large */
+  size_t len;
+  int too_large;
+  disco_zk_stat_t stat;
+  int loaded;         /* read at least once (visible) */
+  int reported;       /* part of what the consumer knows */
+  int change;         /* DISCO__CHANGE_* not reported yet */
+  int dirty;          /* must be read in the next round */
+  uint64_t watch_gen; /* generation of its data watch, 0: none */
+} disco__cache_entry_t;
+
+/* One request, and its watch if any. A watch may outlive the cache (it ends
+ * only when it fires or the session closes): a closed cache detaches its
+ * records (cache = NULL) and they free themselves when they end. */
+typedef struct {
+  struct disco__list link; /* in cache->reqs while attached */
+  disco_zk_cache_t *cache;
+  uint64_t generation;
+  int kept;  /* the get succeeded, so ZooKeeper keeps its watch */
+  int refs;  /* result, plus the watch if any */
+  int watch; /* a watch was requested */
+  char name[1];
+} disco__cache_req_t;
+
+struct disco_zk_cache_s {
+  disco__zk_listener_t listener;
+  disco_qitem_t finish_item; /* the close's last step, on the next tick */
+  disco_zk_t *zk;
+  char *path;
+  size_t max_data;
+  disco_zk_cache_cb on_change;
+  disco_handle_close_cb close_cb;
+  void *data;
+  disco__cache_entry_t *entries; /* sorted by name */
+  size_t count;
+  size_t cap;
+  disco__cache_entry_t *removed; /* removed, not reported yet */
+  size_t num_removed;
+  size_t cap_removed;
+  uint64_t list_gen;   /* generation of the child watch, 0: none */
+  uint64_t exists_gen; /* generation of the exists watch on a missing parent */
+  uint64_t generation; /* the session generation last seen connected */
+  int in_round;
+  int again;       /* start another round after this one */
+  int need_list;   /* the next round lists the parent */
+  int recheck;     /* the next list re-reads every child */
+  int failed;      /* this round failed: report nothing */
+  int loaded;      /* the initial diff was reported */
+  int outstanding; /* requests of this round */
+  int kick;        /* a reconnect came during this round */
+  struct disco__list reqs;
+  int closing;
+  int finished;
+  int pending; /* results and callbacks holding the cache */
+  disco_zk_cache_stats_t stats;
+};
+
+static void disco__cache_round(disco_zk_cache_t *c);
+static void disco__cache_round_end(disco_zk_cache_t *c);
+
+/* ------------------------------------------------------------ entries */
+
+static void disco__cache_entry_free(disco__cache_entry_t *e) {
+  free(e->name);
+  free(e->value);
+}
+
+/* The index of `name`, or where it would go (with *found = 0). */
+static size_t disco__cache_find(const disco_zk_cache_t *c, const char *name,
+                                int *found) {
+  size_t lo;
+  size_t hi;
+  size_t mid;
+  int cmp;
+
+  lo = 0;
+  hi = c->count;
+  while (lo < hi) {
+    mid = lo + (hi - lo) / 2;
+    cmp = strcmp(c->entries[mid].name, name);
+    if (cmp == 0) {
+      *found = 1;
+      return mid;
+    }
+    if (cmp < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  *found = 0;
+  return lo;
+}
+
+static disco__cache_entry_t *disco__cache_get(disco_zk_cache_t *c,
+                                              const char *name) {
+  int found;
+  size_t i;
+
+  i = disco__cache_find(c, name, &found);
+  return found ? &c->entries[i] : NULL;
+}
+
+static int disco__cache_insert(disco_zk_cache_t *c, size_t at,
+                               const disco__cache_entry_t *e) {
+  disco__cache_entry_t *grown;
+  size_t cap;
+
+  if (c->count == c->cap) {
+    cap = c->cap > 0 ? c->cap * 2 : 16;
+    grown = realloc(c->entries, cap * sizeof(*grown));
+    if (grown == NULL)
+      return DISCO_ENOMEM;
+    c->entries = grown;
+    c->cap = cap;
+  }
+  memmove(&c->entries[at + 1], &c->entries[at],
+          (c->count - at) * sizeof(*c->entries));
+  c->entries[at] = *e;
+  c->count++;
+  return 0;
+}
+
+/* Moves entry `i` out: to the removed list when the consumer knows it,
+ * else it is simply dropped. */
+static void disco__cache_remove_at(disco_zk_cache_t *c, size_t i) {
+  disco__cache_entry_t e;
+  disco__cache_entry_t *grown;
+  size_t cap;
+
+  e = c->entries[i];
+  memmove(&c->entries[i], &c->entries[i + 1],
+          (c->count - i - 1) * sizeof(*c->entries));
+  c->count--;
+  if (!e.reported) {
+    disco__cache_entry_free(&e);
+    return;
+  }
+  if (c->num_removed == c->cap_removed) {
+    cap = c->cap_removed > 0 ? c->cap_removed * 2 : 8;
+    grown = realloc(c->removed, cap * sizeof(*grown));
+    if (grown == NULL) {
+      /* Cannot report it: drop it; the snapshot is right anyway. */
+      disco__cache_entry_free(&e);
+      return;
+    }
+    c->removed = grown;
+    c->cap_removed = cap;
+  }
+  c->removed[c->num_removed++] = e;
+}
+
+/* A name in the new list: an entry of the set, taken back from the removed
+ * list when it was there (it comes back as updated, never added). */
+static int disco__cache_present(disco_zk_cache_t *c, const char *name) {
+  disco__cache_entry_t e;
+  disco__cache_entry_t *cur;
+  size_t at;
+  size_t j;
+  int found;
+
+  at = disco__cache_find(c, name, &found);
+  if (found) {
+    cur = &c->entries[at];
+    if (c->recheck)
+      cur->dirty = 1;
+    return 0;
+  }
+  memset(&e, 0, sizeof(e));
+  for (j = 0; j < c->num_removed; j++) {
+    if (strcmp(c->removed[j].name, name) == 0) {
+      e = c->removed[j];
+      memmove(&c->removed[j], &c->removed[j + 1],
+              (c->num_removed - j - 1) * sizeof(*c->removed));
+      c->num_removed--;
+      e.change = DISCO__CHANGE_NONE;
+      e.watch_gen = 0;
+      break;
+    }
+  }
+  if (e.name == NULL) {
+    e.name = strdup(name);
+    if (e.name == NULL)
+      return DISCO_ENOMEM;
+  }
+  e.dirty = 1;
+  if (disco__cache_insert(c, at, &e) != 0) {
+    disco__cache_entry_free(&e);
+    return DISCO_ENOMEM;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ requests */
+
+static void disco__cache_finish(disco_zk_cache_t *c) {
+  size_t i;
+
+  disco__zk_remove_state_listener(&c->listener);
+  while (c->reqs.next != &c->reqs) {
+    disco__cache_req_t *req =
+        disco__container_of(c->reqs.next, disco__cache_req_t, link);
+    req->cache = NULL;
+    disco__list_remove(&req->link);
+  }
+  if (c->close_cb != NULL)
+    c->close_cb(c, c->data);
+  for (i = 0; i < c->count; i++)
+    disco__cache_entry_free(&c->entries[i]);
+  for (i = 0; i < c->num_removed; i++)
+    disco__cache_entry_free(&c->removed[i]);
+  free(c->entries);
+  free(c->removed);
+  free(c->path);
+  free(c);
+}
+
+static void disco__cache_finish_item_cb(disco_qitem_t *item, int status) {
+  (void)status; /* canceled when the session's queue closes: finish too */
+  disco__cache_finish(disco__container_of(item, disco_zk_cache_t, finish_item));
+}
+
+/* close_cb never runs inside the call that closed the cache (a Lua method,
+ * a session close): it goes through the session's queue to the next loop
+ * iteration. */
+static void disco__cache_maybe_finish(disco_zk_cache_t *c) {
+  if (!c->closing || c->pending > 0 || c->finished)
+    return;
+  c->finished = 1;
+  c->finish_item.cb = disco__cache_finish_item_cb;
+  if (disco_queue_push(c->zk->queue, &c->finish_item) != 0)
+    disco__cache_finish(c);
+}
+
+static disco__cache_req_t *disco__cache_req_new(disco_zk_cache_t *c,
+                                                const char *name, int watch) {
+  disco__cache_req_t *req;
+  size_t len;
+
+  len = name != NULL ? strlen(name) : 0;
+  req = calloc(1, sizeof(*req) + len);
+  if (req == NULL)
+    return NULL;
+  req->cache = c;
+  disco__list_insert_tail(&c->reqs, &req->link);
+  req->generation = disco_zk_generation(c->zk);
+  req->watch = watch;
+  req->refs = watch ? 2 : 1;
+  if (len > 0)
+    memcpy(req->name, name, len);
+  return req;
+}
+
+/* Drops one of the request's references (its result's or its watch's). */
+static void disco__cache_req_release(disco__cache_req_t *req) {
+  if (--req->refs > 0)
+    return;
+  disco__list_remove(&req->link);
+  free(req);
+}
+
+/* A request that was never sent. */
+static void disco__cache_req_drop(disco__cache_req_t *req) {
+  disco__list_remove(&req->link);
+  free(req);
+}
+
+/* The end of a result callback: the cache's reference goes. */
+static void disco__cache_result_end(disco_zk_cache_t *c,
+                                    disco__cache_req_t *req) {
+  disco__cache_req_release(req);
+  c->pending--;
+  disco__cache_maybe_finish(c);
+}
+
+/* A result of this round came back. */
+static void disco__cache_done(disco_zk_cache_t *c) {
+  if (--c->outstanding == 0)
+    disco__cache_round_end(c);
+}
+
+static int disco__cache_transient(int err) {
+  return err == DISCO_ECONNLOSS || err == DISCO_ESESSIONEXPIRED ||
+         err == DISCO_ECLOSED;
+}
+
+static void disco__cache_fail(disco_zk_cache_t *c, int err, const char *what) {
+  c->failed = 1;
+  if (!disco__cache_transient(err))
+    disco_log(c->zk->loop, DISCO_LOG_WARN, "zookeeper", "cache %s: %s: %s",
+              c->path, what, disco_strerror(err));
+}
+
+/* Any watch of the cache fired or ended. */
+static void disco__cache_watch_cb(disco_zk_t *zk, const disco_zk_event_t *ev,
+                                  void *data) {
+  disco__cache_req_t *req;
+  disco_zk_cache_t *c;
+  disco__cache_entry_t *e;
+
+  (void)zk;
+  req = data;
+  c = req->cache;
+  if (c == NULL) {
+    disco__cache_req_release(req);
+    return;
+  }
+  c->pending++;
+  if (req->name[0] != '\0') {
+    e = disco__cache_get(c, req->name);
+    if (e != NULL && req->kept && e->watch_gen == req->generation)
+      e->watch_gen = 0;
+    if (ev->status == 0 && !c->closing && e != NULL) {
+      e->dirty = 1;
+      if (ev->type == DISCO_ZK_EVENT_DELETED)
+        c->need_list = 1; /* gone, or gone and back: the list decides */
+      disco__cache_round(c);
+    }
+  } else {
+    /* The child watch, or the exists watch on a missing parent. */
+    if (req->kept && c->list_gen == req->generation)
+      c->list_gen = 0;
+    if (req->kept && c->exists_gen == req->generation)
+      c->exists_gen = 0;
+    if (ev->status == 0 && !c->closing) {
+      c->need_list = 1;
+      disco__cache_round(c);
+    }
+  }
+  disco__cache_req_release(req);
+  c->pending--;
+  disco__cache_maybe_finish(c);
+}
+
+static void disco__cache_get_cb(disco_zk_t *zk, const disco_zk_result_t *r,
+                                void *data) {
+  disco__cache_req_t *req;
+  disco_zk_cache_t *c;
+  disco__cache_entry_t *e;
+  char *value;
+  int too_large;
+
+  (void)zk;
+  req = data;
+  c = req->cache;
+  e = disco__cache_get(c, req->name);
+  if (r->err == 0 && req->watch) {
+    req->kept = 1;
+    if (e != NULL)
+      e->watch_gen = req->generation;
+  }
+  if (e != NULL && !c->closing) {
+    if (r->err == 0) {
+      too_large = c->max_data > 0 && (size_t)r->stat.data_length > c->max_data;
+      value = NULL;
+      if (!too_large && r->data != NULL) {
+        value = malloc(r->data_len > 0 ? r->data_len : 1);
+        if (value == NULL) {
+          e->dirty = 1;
+          disco__cache_fail(c, DISCO_ENOMEM, "get");
+          goto done;
+        }
+        memcpy(value, r->data, r->data_len);
+      }
+      if (!e->loaded) {
+        e->loaded = 1;
+        e->change = DISCO__CHANGE_ADDED;
+      } else if (e->stat.czxid != r->stat.czxid ||
+                 e->stat.mzxid != r->stat.mzxid || e->too_large != too_large) {
+        if (e->change == DISCO__CHANGE_NONE)
+          e->change = e->reported ? DISCO__CHANGE_UPDATED : DISCO__CHANGE_ADDED;
+      }
+      free(e->value);
+      e->value = value;
+      e->len = value != NULL ? r->data_len : 0;
+      e->too_large = too_large;
+      e->stat = r->stat;
+    } else if (r->err == DISCO_ENONODE) {
+      /* Deleted since the list (maybe back again soon): the next list
+       * decides, the entry stays meanwhile. */
+      e->dirty = 1;
+      c->need_list = 1;
+      c->again = 1;
+    } else {
+      e->dirty = 1;
+      disco__cache_fail(c, r->err, "get");
+    }
+  }
+done:
+  disco__cache_done(c);
+  disco__cache_result_end(c, req);
+}
+
+/* Reads every dirty entry. */
+static void disco__cache_read_dirty(disco_zk_cache_t *c) {
+  disco__cache_req_t *req;
+  disco__cache_entry_t *e;
+  uint64_t gen;
+  size_t plen;
+  size_t i;
+  char *full;
+  int watch;
+  int err;
+
+  gen = disco_zk_generation(c->zk);
+  plen = strlen(c->path);
+  for (i = 0; i < c->count && !c->failed; i++) {
+    e = &c->entries[i];
+    if (!e->dirty)
+      continue;
+    full = malloc(plen + strlen(e->name) + 2);
+    watch = e->watch_gen != gen;
+    req = disco__cache_req_new(c, e->name, watch);
+    if (full == NULL || req == NULL) {
+      free(full);
+      if (req != NULL)
+        disco__cache_req_drop(req);
+      disco__cache_fail(c, DISCO_ENOMEM, "get");
+      break;
+    }
+    memcpy(full, c->path, plen);
+    full[plen] = '/';
+    strcpy(full + (plen == 1 ? 1 : plen + 1), e->name);
+    if (plen == 1)
+      full[0] = '/';
+    err = disco_zk_get(c->zk, full, watch ? disco__cache_watch_cb : NULL,
+                       disco__cache_get_cb, req);
+    free(full);
+    if (err != 0) {
+      disco__cache_req_drop(req);
+      disco__cache_fail(c, err, "get");
+      break;
+    }
+    e->dirty = 0;
+    c->pending++;
+    c->outstanding++;
+    c->stats.reads++;
+  }
+}
+
+static void disco__cache_exists_cb(disco_zk_t *zk, const disco_zk_result_t *r,
+                                   void *data) {
+  disco__cache_req_t *req;
+  disco_zk_cache_t *c;
+
+  (void)zk;
+  req = data;
+  c = req->cache;
+  if (req->watch && (r->err == 0 || r->err == DISCO_ENONODE)) {
+    req->kept = 1;
+    c->exists_gen = req->generation;
+  }
+  if (r->err == 0) {
+    c->need_list = 1; /* created in between */
+    c->again = 1;
+  } else if (r->err != DISCO_ENONODE) {
+    disco__cache_fail(c, r->err, "exists");
+  }
+  disco__cache_done(c);
+  disco__cache_result_end(c, req);
+}
+
+static void disco__cache_list_cb(disco_zk_t *zk, const disco_zk_result_t *r,
+                                 void *data) {
+  disco__cache_req_t *req;
+  disco_zk_cache_t *c;
+  char *seen;
+  size_t i;
+  size_t j;
+  int found;
+  int err;
+
+  req = data;
+  c = req->cache;
+  if (r->err == 0 && req->watch) {
+    req->kept = 1;
+    c->list_gen = req->generation;
+  }
+  if (c->closing) {
+    c->failed = 1;
+  } else if (r->err == 0 || r->err == DISCO_ENONODE) {
+    /* Names first, then the entries the list no longer has. */
+    err = 0;
+    for (i = 0; i < r->num_children && err == 0; i++)
+      err = disco__cache_present(c, r->children[i]);
+    seen = calloc(c->count > 0 ? c->count : 1, 1);
+    if (err != 0 || seen == NULL) {
+      free(seen);
+      disco__cache_fail(c, DISCO_ENOMEM, "children");
+    } else {
+      for (i = 0; i < r->num_children; i++) {
+        j = disco__cache_find(c, r->children[i], &found);
+        if (found)
+          seen[j] = 1;
+      }
+      for (i = c->count; i > 0; i--) {
+        if (!seen[i - 1])
+          disco__cache_remove_at(c, i - 1);
+      }
+      free(seen);
+      c->recheck = 0;
+      if (r->err == DISCO_ENONODE && c->exists_gen != disco_zk_generation(zk)) {
+        disco__cache_req_t *ex = disco__cache_req_new(c, NULL, 1);
+        if (ex == NULL) {
+          disco__cache_fail(c, DISCO_ENOMEM, "exists");
+        } else if ((err = disco_zk_exists(zk, c->path, disco__cache_watch_cb,
+                                          disco__cache_exists_cb, ex)) != 0) {
+          disco__cache_req_drop(ex);
+          disco__cache_fail(c, err, "exists");
+        } else {
+          c->pending++;
+          c->outstanding++;
+        }
+      }
+      disco__cache_read_dirty(c);
+    }
+  } else {
+    c->need_list = 1;
+    disco__cache_fail(c, r->err, "children");
+  }
+  disco__cache_done(c);
+  disco__cache_result_end(c, req);
+}
+
+/* -------------------------------------------------------------- rounds */
+
+static void disco__cache_fill(disco_zk_child_t *out,
+                              const disco__cache_entry_t *e) {
+  out->name = e->name;
+  out->data = e->value;
+  out->data_len = e->len;
+  out->too_large = e->too_large;
+  out->stat = e->stat;
+}
+
+/* Reports what accumulated, once a round succeeded. */
+static void disco__cache_emit(disco_zk_cache_t *c) {
+  disco_zk_cache_diff_t diff;
+  disco_zk_child_t *added;
+  disco_zk_child_t *updated;
+  disco_zk_child_t *removed;
+  size_t i;
+
+  memset(&diff, 0, sizeof(diff));
+  added = calloc(c->count + 1, sizeof(*added));
+  updated = calloc(c->count + 1, sizeof(*updated));
+  removed = calloc(c->num_removed + 1, sizeof(*removed));
+  if (added == NULL || updated == NULL || removed == NULL) {
+    free(added);
+    free(updated);
+    free(removed);
+    return; /* stays pending for the next round */
+  }
+  for (i = 0; i < c->count; i++) {
+    disco__cache_entry_t *e = &c->entries[i];
+    if (!e->loaded)
+      continue;
+    if (e->change == DISCO__CHANGE_ADDED)
+      disco__cache_fill(&added[diff.num_added++], e);
+    else if (e->change == DISCO__CHANGE_UPDATED)
+      disco__cache_fill(&updated[diff.num_updated++], e);
+    e->change = DISCO__CHANGE_NONE;
+    e->reported = 1;
+  }
+  for (i = 0; i < c->num_removed; i++)
+    disco__cache_fill(&removed[diff.num_removed++], &c->removed[i]);
+  if (c->loaded && diff.num_added == 0 && diff.num_updated == 0 &&
+      diff.num_removed == 0) {
+    free(added);
+    free(updated);
+    free(removed);
+    return;
+  }
+  c->loaded = 1;
+  diff.added = added;
+  diff.updated = updated;
+  diff.removed = removed;
+  c->stats.diffs++;
+  c->pending++; /* the consumer may close the cache from its callback */
+  if (c->on_change != NULL)
+    c->on_change(c, &diff);
+  c->pending--;
+  free(added);
+  free(updated);
+  for (i = 0; i < c->num_removed; i++)
+    disco__cache_entry_free(&c->removed[i]);
+  c->num_removed = 0;
+  free(removed);
+}
+
+static void disco__cache_round_end(disco_zk_cache_t *c) {
+  size_t i;
+  int dirty;
+
+  c->in_round = 0;
+  if (c->closing) {
+    disco__cache_maybe_finish(c);
+    return;
+  }
+  if (c->failed && !c->kick)
+    return; /* the next CONNECTED (or event) starts over */
+  if (c->failed) {
+    disco__cache_round(c);
+    return;
+  }
+  c->pending++;
+  dirty = 0;
+  for (i = 0; i < c->count; i++)
+    dirty |= c->entries[i].dirty;
+  if (!c->need_list && !dirty)
+    disco__cache_emit(c); /* only a settled view is reported */
+  if (!c->closing && (c->again || c->need_list || dirty))
+    disco__cache_round(c);
+  c->pending--;
+  disco__cache_maybe_finish(c);
+}
+
+static void disco__cache_round(disco_zk_cache_t *c) {
+  disco__cache_req_t *req;
+  int watch;
+  int err;
+
+  if (c->closing)
+    return;
+  if (c->in_round) {
+    c->again = 1;
+    return;
+  }
+  if (disco_zk_state(c->zk) != DISCO_ZK_CONNECTED)
+    return; /* the CONNECTED listener starts it */
+  c->in_round = 1;
+  c->again = 0;
+  c->kick = 0;
+  c->failed = 0;
+  c->outstanding = 1; /* this function's own, dropped at the end */
+  if (c->need_list) {
+    c->need_list = 0;
+    watch = c->list_gen != disco_zk_generation(c->zk);
+    req = disco__cache_req_new(c, NULL, watch);
+    if (req == NULL) {
+      c->need_list = 1;
+      disco__cache_fail(c, DISCO_ENOMEM, "children");
+    } else if ((err = disco_zk_children(c->zk, c->path,
+                                        watch ? disco__cache_watch_cb : NULL,
+                                        disco__cache_list_cb, req)) != 0) {
+      disco__cache_req_drop(req);
+      c->need_list = 1;
+      disco__cache_fail(c, err, "children");
+    } else {
+      c->pending++;
+      c->outstanding++;
+      c->stats.lists++;
+    }
+  } else {
+    disco__cache_read_dirty(c);
+  }
+  disco__cache_done(c);
+}
+
+/* ------------------------------------------------------------- session */
+
+static void disco__cache_state_cb(disco__zk_listener_t *l,
+                                  disco_zk_state_t state, uint64_t generation) {
+  disco_zk_cache_t *c;
+
+  c = disco__container_of(l, disco_zk_cache_t, listener);
+  if (state == DISCO_ZK_CLOSED) {
+    disco_zk_cache_close(c);
+    return;
+  }
+  if (state != DISCO_ZK_CONNECTED || c->closing)
+    return;
+  /* A reconnect of the same session: the library re-sent our watches, but
+   * check everything anyway. A new session: its watches are gone; the
+   * same full round rebuilds them (watch_gen differs). */
+  c->generation = generation;
+  c->need_list = 1;
+  c->recheck = 1;
+  if (c->in_round)
+    c->kick = 1;
+  c->pending++;
+  disco__cache_round(c);
+  c->pending--;
+  disco__cache_maybe_finish(c);
+}
+
+/* --------------------------------------------------------------- public */
+
+int disco_zk_cache_new(disco_zk_t *zk, const char *path, size_t max_data,
+                       disco_zk_cache_cb on_change,
+                       disco_handle_close_cb close_cb, void *data,
+                       disco_zk_cache_t **out) {
+  disco_zk_cache_t *c;
+  size_t len;
+
+  if (zk == NULL || out == NULL || path == NULL || path[0] != '/')
+    return DISCO_EINVAL;
+  len = strlen(path);
+  if (len > 1 && path[len - 1] == '/')
+    return DISCO_EINVAL;
+  if (zk->closing)
+    return DISCO_ECLOSED;
+  c = calloc(1, sizeof(*c));
+  if (c == NULL)
+    return DISCO_ENOMEM;
+  c->path = strdup(path);
+  if (c->path == NULL) {
+    free(c);
+    return DISCO_ENOMEM;
+  }
+  c->zk = zk;
+  c->max_data = max_data;
+  c->on_change = on_change;
+  c->close_cb = close_cb;
+  c->data = data;
+  c->need_list = 1;
+  c->generation = disco_zk_generation(zk);
+  disco__list_init(&c->reqs);
+  disco__list_init(&c->listener.link);
+  disco__zk_add_state_listener(zk, &c->listener, disco__cache_state_cb);
+  *out = c;
+  disco__cache_round(c);
+  return 0;
+}
+
+void disco_zk_cache_close(disco_zk_cache_t *c) {
+  if (c == NULL || c->closing)
+    return;
+  c->closing = 1;
+  disco__cache_maybe_finish(c);
+}
+
+int disco_zk_cache_loaded(const disco_zk_cache_t *c) {
+  return c->loaded;
+}
+
+size_t disco_zk_cache_count(const disco_zk_cache_t *c) {
+  return c->count;
+}
+
+int disco_zk_cache_child(const disco_zk_cache_t *c, size_t index,
+                         disco_zk_child_t *out) {
+  if (index >= c->count)
+    return DISCO_ERANGE;
+  if (!c->entries[index].reported)
+    return DISCO_ENOENT;
+  disco__cache_fill(out, &c->entries[index]);
+  return 0;
+}
+
+void disco_zk_cache_stats(const disco_zk_cache_t *c,
+                          disco_zk_cache_stats_t *stats) {
+  *stats = c->stats;
+}
+
+const char *disco_zk_cache_path(const disco_zk_cache_t *c) {
+  return c->path;
+}
+
+void *disco_zk_cache_data(const disco_zk_cache_t *c) {
+  return c->data;
+}

@@ -1,0 +1,476 @@
+--- registry/zookeeper: Dubbo application-level discovery on ZooKeeper.
+--
+-- Layout and JSON exactly as Dubbo 3 (through Curator) writes them
+-- (WIRE.md §1–§2): each instance is an ephemeral node
+-- `{root}/{app}/{host}:{port}` (root `/services`, or `/{group}`) holding
+-- compact Curator JSON; parents are containers. Reading accepts the Java
+-- 2.7/3.x and dubbo-go variants; a child that is not valid instance JSON is
+-- skipped with a warning naming its path and the reason, and its siblings
+-- are unaffected. A child that turns bad after being good keeps its last
+-- good version (last-good retention).
+--
+--   rt:registry("zookeeper://127.0.0.1:2181/chroot?root=/services&session_timeout=30000")
+--
+-- The session and every node and cache on it belong to the host (ctx:zk);
+-- a reload hands them to the new version, so registrations stay.
+local zk_instance = require "disco.registry.zk_instance"
+
+local M = {
+    name = "zookeeper",
+    version = "1.0.0",
+    kind = "registry",
+}
+
+-- Compare-and-set of config values, as Dubbo's mapping does it: up to 10
+-- tries, a random 0..100 ms pause between them.
+local CAS_MAX_TRIES = 10
+local CAS_MAX_WAIT_MS = 100
+
+local ctx, session, root
+-- What a reload hands over: this session's registrations (address ->
+-- ephemeral node), and the live watches (records shared with the caller's
+-- handle).
+local nodes = {}
+local watches = {}
+local handed_over = false
+
+function M.check_config(conf)
+    if type(conf.hosts) ~= "table" or #conf.hosts == 0 then
+        return false, "hosts (from zookeeper://host:port,...) are required"
+    end
+    if conf.root ~= nil and (type(conf.root) ~= "string" or not conf.root:match("^/[^/]")) then
+        return false, "root must be an absolute path such as /services, got " .. tostring(conf.root)
+    end
+    if conf.session_timeout ~= nil and not tonumber(conf.session_timeout) then
+        return false, "session_timeout must be a number of milliseconds"
+    end
+    if conf.auth ~= nil and not tostring(conf.auth):match("^[^:]+:.") then
+        return false, "auth must be digest:user:password (or user:password)"
+    end
+    return true
+end
+
+local function auth_of(conf)
+    if not conf.auth then
+        return nil
+    end
+    return (tostring(conf.auth):gsub("^digest:", ""))
+end
+
+function M.init(c, conf)
+    ctx = c
+    root = conf.root or (conf.group and "/" .. conf.group) or "/services"
+    local auth = auth_of(conf)
+    session = assert(ctx:zk({
+        hosts = table.concat(conf.hosts, ",") .. (conf.chroot or ""),
+        session_timeout = tonumber(conf.session_timeout),
+        auth = auth,
+        acl = auth and "creator_all" or "open",
+        name = "registry " .. (conf.url or "zookeeper"),
+        on_state = function(_, state, generation)
+            ctx.log:info("session %s (generation %d)", state, generation)
+        end,
+    }))
+end
+
+local function later(fn)
+    ctx:after(0, fn)
+end
+
+local function check_instance(instance)
+    if type(instance) ~= "table" then
+        return "instance must be a table"
+    end
+    if type(instance.name) ~= "string" or not instance.name:match("^[^/]+$") then
+        return "instance.name (the application) must be a non-empty string without '/'"
+    end
+    if type(instance.host) ~= "string" or not instance.host:match("^[^/]+$") then
+        return "instance.host must be a non-empty string without '/'"
+    end
+    if type(instance.port) ~= "number" or instance.port % 1 ~= 0
+        or instance.port < 1 or instance.port > 65535 then
+        return "instance.port must be an integer from 1 to 65535"
+    end
+    if instance.metadata ~= nil and type(instance.metadata) ~= "table" then
+        return "instance.metadata must be a table of strings"
+    end
+    return nil
+end
+
+local function node_path(instance)
+    return root .. "/" .. instance.name .. "/" .. instance.host .. ":" .. instance.port
+end
+
+local function encode(instance)
+    local copy = {}
+    for k, v in pairs(instance) do
+        copy[k] = v
+    end
+    -- Dubbo stamps the registration time on every register and update.
+    copy.registration_time = os.time() * 1000
+    return zk_instance.encode(copy)
+end
+
+--- Registers `instance` as an ephemeral node of this session; cb(err).
+function M.register(instance, cb)
+    local bad = check_instance(instance)
+    if bad then
+        return later(function() cb("EINVAL: " .. bad) end)
+    end
+    local path = node_path(instance)
+    local existing = nodes[path]
+    if existing and not existing:is_closed() then
+        return existing:update(encode(instance), function(err) cb(err) end)
+    end
+    local answered = false
+    local node, err = session:ephemeral(path, encode(instance), {
+        on_state = function(_, state, state_err)
+            if state == "lost" then
+                ctx.log:warn("registration %s lost: %s", path, tostring(state_err))
+            elseif state == "recreated" then
+                ctx.log:info("registration %s re-created for the new session", path)
+            end
+            if not answered and (state == "created" or state == "lost") then
+                answered = true
+                cb(state == "lost" and (state_err or "EZK: registration lost") or nil)
+            end
+        end,
+    })
+    if not node then
+        return later(function() cb(err) end)
+    end
+    nodes[path] = node
+end
+
+--- Replaces the data of this session's registration; cb(err).
+function M.update(instance, cb)
+    local bad = check_instance(instance)
+    if bad then
+        return later(function() cb("EINVAL: " .. bad) end)
+    end
+    local node = nodes[node_path(instance)]
+    if not node or node:is_closed() then
+        return later(function() cb("ENONODE: " .. node_path(instance) .. " is not registered by this session") end)
+    end
+    node:update(encode(instance), function(err) cb(err) end)
+end
+
+--- Removes this session's registration; a node re-created at the same path
+-- by another session stays (ENOTOWNER). cb(err).
+function M.unregister(instance, cb)
+    local bad = check_instance(instance)
+    if bad then
+        return later(function() cb("EINVAL: " .. bad) end)
+    end
+    local path = node_path(instance)
+    local node = nodes[path]
+    nodes[path] = nil
+    if not node then
+        return later(function() cb("ENONODE: " .. path .. " is not registered by this session") end)
+    end
+    session:get(path, nil, function(err, result)
+        local ours = not err and result.stat.ephemeral_owner == session:session_id()
+        -- The node deletes itself only if this session owns it.
+        node:close()
+        if err and not err:match("^ENONODE") then
+            return cb(err)
+        end
+        if not err and not ours then
+            return cb("ENOTOWNER: " .. path .. " now belongs to another registration; left in place")
+        end
+        cb(nil)
+    end)
+end
+
+-- Turns the cache's child entries into instances, keeping the last good
+-- version of a child whose data went bad, and calls the watcher with the
+-- real differences.
+local function apply(w, diff, first)
+    local out = { added = {}, updated = {}, removed = {} }
+    local function take(entry)
+        local path = w.path .. "/" .. entry.name
+        local instance, why
+        if entry.too_large then
+            why = "node data over the size limit"
+        else
+            instance, why = zk_instance.decode(entry.data, entry.name)
+        end
+        if not instance then
+            local mark = entry.stat and (entry.stat.czxid .. "/" .. entry.stat.mzxid) or "?"
+            if w.warned[entry.name] ~= mark then
+                w.warned[entry.name] = mark
+                ctx.log:warn("skipping %s: %s", path, why)
+            end
+            return
+        end
+        w.warned[entry.name] = nil
+        instance.identity = { created = entry.stat.czxid, modified = entry.stat.mzxid,
+                              owner = entry.stat.ephemeral_owner }
+        local old = w.instances[entry.name]
+        w.instances[entry.name] = instance
+        if not old then
+            out.added[#out.added + 1] = instance
+        elseif old.identity.created ~= instance.identity.created
+            or old.identity.modified ~= instance.identity.modified then
+            out.updated[#out.updated + 1] = instance
+        end
+    end
+    for _, entry in ipairs(diff.added) do
+        take(entry)
+    end
+    for _, entry in ipairs(diff.updated) do
+        take(entry)
+    end
+    for _, entry in ipairs(diff.removed) do
+        w.warned[entry.name] = nil
+        local old = w.instances[entry.name]
+        if old then
+            w.instances[entry.name] = nil
+            out.removed[#out.removed + 1] = old
+        end
+    end
+    if first or #out.added + #out.updated + #out.removed > 0 then
+        local list = {}
+        for _, instance in pairs(w.instances) do
+            list[#list + 1] = instance
+        end
+        table.sort(list, function(a, b) return a.id < b.id end)
+        w.on_change(out, list)
+    end
+end
+
+-- Each watch record carries an epoch: a reload opens a new cache for it
+-- and bumps the epoch, so callbacks of the old version's cache are ignored.
+local function open_cache(w)
+    w.epoch = (w.epoch or 0) + 1
+    local my_epoch = w.epoch
+    local first = w.first
+    w.cache = assert(session:children_cache(w.path, {
+        max_data = zk_instance.MAX_BYTES,
+        on_change = function(_, diff)
+            if w.cancelled or my_epoch ~= w.epoch then
+                return
+            end
+            apply(w, diff, first)
+            first = false
+            w.first = false
+        end,
+    }))
+end
+
+--- Watches the instances of `app`; see the registry contract in
+-- docs/plugins.md. Returns a handle with `cancel()`.
+function M.watch_instances(app, on_change)
+    local w = { kind = "instances", path = root .. "/" .. app, on_change = on_change,
+                instances = {}, warned = {}, first = true }
+    watches[w] = true
+    open_cache(w)
+    return {
+        cancel = function()
+            if not w.cancelled then
+                w.cancelled = true
+                watches[w] = nil
+                w.cache:close()
+            end
+        end,
+    }
+end
+
+--- cb(err, names): applications under the root with at least one instance.
+function M.list_apps(cb)
+    session:children(root, nil, function(err, result)
+        if err then
+            if err:match("^ENONODE") then
+                return cb(nil, {})
+            end
+            return cb(err)
+        end
+        local names, pending = {}, #result.children
+        if pending == 0 then
+            return cb(nil, names)
+        end
+        for _, app in ipairs(result.children) do
+            session:exists(root .. "/" .. app, nil, function(e, r)
+                if not e and r.stat.num_children > 0 then
+                    names[#names + 1] = app
+                end
+                pending = pending - 1
+                if pending == 0 then
+                    table.sort(names)
+                    cb(nil, names)
+                end
+            end)
+        end
+    end)
+end
+
+--- cb(err, value, version); value nil when the path does not exist.
+function M.get_config(path, cb)
+    session:get(path, nil, function(err, result)
+        if err then
+            if err:match("^ENONODE") then
+                return cb(nil, nil, nil)
+            end
+            return cb(err)
+        end
+        cb(nil, result.data, result.stat.version)
+    end)
+end
+
+-- Reads `w.path` with a watch and calls the watcher when the version or
+-- presence moved; re-arms on every fire. A watch lost with an expired
+-- session is re-armed when the next read is made after reconnecting.
+local function arm_config(w)
+    local my_epoch = w.epoch
+    local function rearm()
+        if not w.cancelled and my_epoch == w.epoch then
+            later(function() arm_config(w) end)
+        end
+    end
+    local function deliver(value, version)
+        if w.cancelled or my_epoch ~= w.epoch then
+            return
+        end
+        -- The first read only records the version: changes after it are news.
+        if not w.initialized then
+            w.initialized, w.version = true, version
+        elseif version ~= w.version then
+            w.version = version
+            w.cb(value, version)
+        end
+    end
+    session:get(w.path, { watch = rearm }, function(err, result)
+        if not err then
+            return deliver(result.data, result.stat.version)
+        end
+        if err:match("^ENONODE") then
+            -- Missing: an exists watch notices the creation.
+            session:exists(w.path, { watch = rearm }, function(e)
+                if e and e:match("^ENONODE") then
+                    deliver(nil, nil)
+                end
+                -- Created meanwhile: its watch fires and the data is read.
+            end)
+        else
+            -- Session trouble: try again shortly.
+            ctx:after(500, function() if not w.cancelled then arm_config(w) end end)
+        end
+    end)
+end
+
+--- cb(value, version) after each change of `path`. Returns a handle with
+-- `cancel()`.
+function M.watch_config(path, cb)
+    local w = { kind = "config", path = path, cb = cb, epoch = 1, initialized = false }
+    watches[w] = true
+    arm_config(w)
+    return {
+        cancel = function()
+            w.cancelled = true
+            watches[w] = nil
+        end,
+    }
+end
+
+--- Read-modify-write with a version check, as Dubbo's mapping does:
+-- `fn(old)` returns the new value or nil to leave it; created when
+-- missing; retried on a conflict. cb(err, value).
+function M.cas_config(path, fn, cb)
+    local tries = 0
+    local attempt
+    local function retry(err)
+        if tries >= CAS_MAX_TRIES then
+            return cb("EBADVERSION: " .. path .. " kept changing; gave up after "
+                      .. tries .. " tries (" .. tostring(err) .. ")")
+        end
+        ctx:after(math.random(0, CAS_MAX_WAIT_MS), attempt)
+    end
+    attempt = function()
+        tries = tries + 1
+        session:get(path, nil, function(err, result)
+            local old, version
+            if err then
+                if not err:match("^ENONODE") then
+                    return cb(err)
+                end
+            else
+                old, version = result.data, result.stat.version
+            end
+            local ok, new = pcall(fn, old)
+            if not ok then
+                return cb("EINVAL: cas function failed: " .. tostring(new))
+            end
+            if new == nil then
+                return cb(nil, old)
+            end
+            local function done(werr)
+                if not werr then
+                    return cb(nil, new)
+                end
+                if werr:match("^EBADVERSION") or werr:match("^ENODEEXISTS") then
+                    return retry(werr)
+                end
+                cb(werr)
+            end
+            if version == nil then
+                session:create(path, new, { parents = true }, done)
+            else
+                session:set(path, new, version, done)
+            end
+        end)
+    end
+    attempt()
+end
+
+--- The ZooKeeper session (diagnostics and tests; not part of the registry
+-- contract).
+function M.session()
+    return session
+end
+
+-- A reload hands the session, its registrations and the live watches to
+-- the new version.
+function M.save()
+    handed_over = true
+    return { session = session, nodes = nodes, watches = watches }
+end
+
+function M.restore(state)
+    if not state then
+        return
+    end
+    -- The session this version's init opened is not needed.
+    session:close()
+    session = ctx:adopt(state.session)
+    nodes = state.nodes
+    watches = state.watches
+    for w in pairs(watches) do
+        if w.kind == "instances" then
+            -- The new cache's first diff is compared with what the caller
+            -- already has: only real differences reach it.
+            local old_cache = w.cache
+            open_cache(w)
+            old_cache:close()
+        else
+            w.epoch = w.epoch + 1
+            arm_config(w)
+        end
+    end
+end
+
+-- Without a hand-over the session closes with this instance (the host
+-- owns it), which removes its registrations as a ZooKeeper session end
+-- does.
+function M.destroy()
+    if handed_over then
+        return
+    end
+    for w in pairs(watches) do
+        w.cancelled = true
+        if w.cache then
+            w.cache:close()
+        end
+    end
+end
+
+return M

@@ -1,0 +1,455 @@
+-- zk:children_cache() against a real ZooKeeper: initial load, diffs with
+-- data and stat, reads of changed children only, identity by czxid across
+-- delete and re-create (RELIABILITY.md §3 rows 8-10), disconnects, forced
+-- expiry, opaque and oversized data, and a paused ensemble member.
+
+local helpers = require("spec.helpers")
+local core = require("disco.core")
+
+local unpack = unpack or table.unpack -- luacheck: ignore 143
+
+local prefix = string.format("/cache-spec-%d-%d", core.getpid(), os.time())
+local counter = 0
+local function unique(name)
+    counter = counter + 1
+    return string.format("%s-%s-%d", prefix, name, counter)
+end
+
+describe("zk:children_cache #zookeeper #integration", function()
+    local loop
+    local sessions
+
+    before_each(function()
+        loop = assert(core.new_loop())
+        sessions = {}
+    end)
+
+    after_each(function()
+        for _, zk in ipairs(sessions) do
+            if not zk:is_closed() then
+                zk:close()
+            end
+        end
+        assert(loop:close())
+    end)
+
+    local function run_until(pred, ms)
+        return helpers.run_until(loop, pred, ms or 10000)
+    end
+
+    local function settle(ms)
+        run_until(function() return false end, ms)
+    end
+
+    local function connect(opts)
+        opts = opts or {}
+        opts.hosts = opts.hosts or helpers.zookeeper().connect_string
+        opts.session_timeout = opts.session_timeout or 10000
+        local zk = assert(loop:zk(opts))
+        sessions[#sessions + 1] = zk
+        assert.is_true(run_until(function()
+            return zk:state() == "connected"
+        end, 15000), "session did not connect")
+        return zk
+    end
+
+    local function call(zk, method, ...)
+        local n, e, r = 0, nil, nil
+        local nargs = select("#", ...)
+        local args = { ... }
+        args[nargs + 1] = function(err, res)
+            n = n + 1
+            e, r = err, res
+        end
+        assert(zk[method](zk, unpack(args, 1, nargs + 1)))
+        assert.is_true(run_until(function() return n > 0 end, 15000),
+            method .. " did not complete")
+        return e, r
+    end
+
+    -- A cache and the diffs it reported, each as
+    -- { added = { name = entry }, updated = {...}, removed = {...} }.
+    local function cache_of(zk, path, opts)
+        local diffs = {}
+        opts = opts or {}
+        opts.on_change = function(c, diff)
+            assert.is_not_nil(c)
+            local d = { added = {}, updated = {}, removed = {} }
+            for kind, list in pairs(diff) do
+                for _, e in ipairs(list) do
+                    assert.is_string(e.name)
+                    assert.is_table(e.stat)
+                    d[kind][e.name] = e
+                end
+            end
+            diffs[#diffs + 1] = d
+        end
+        local cache = assert(zk:children_cache(path, opts))
+        return cache, diffs
+    end
+
+    local function names(map)
+        local list = {}
+        for k in pairs(map) do
+            list[#list + 1] = k
+        end
+        table.sort(list)
+        return list
+    end
+
+    local function wait_diffs(diffs, n, ms)
+        assert.is_true(run_until(function() return #diffs >= n end, ms),
+            "expected " .. n .. " diffs, got " .. #diffs)
+    end
+
+    it("loads the children with data and stat, then reports changes", function()
+        local zk = connect()
+        local writer = connect()
+        local base = unique("load")
+        assert.is_nil(call(writer, "create", base .. "/a", "A", { parents = true }))
+        assert.is_nil(call(writer, "create", base .. "/b", "B", nil))
+        local cache, diffs = cache_of(zk, base)
+        wait_diffs(diffs, 1)
+        assert.is_true(cache:loaded())
+        assert.same({ "a", "b" }, names(diffs[1].added))
+        assert.same({}, diffs[1].updated)
+        assert.same({}, diffs[1].removed)
+        local a = diffs[1].added.a
+        assert.equal("A", a.data)
+        assert.is_false(a.too_large)
+        local _, r = call(writer, "get", base .. "/a", nil)
+        assert.same(r.stat, a.stat)
+        local snap = cache:snapshot()
+        assert.same({ "a", "b" }, names(snap))
+        assert.equal("B", snap.b.data)
+
+        -- Added, with data.
+        local err, cr = call(writer, "create", base .. "/c", "C",
+            { mode = "ephemeral" })
+        assert.is_nil(err)
+        wait_diffs(diffs, 2)
+        assert.same({ "c" }, names(diffs[2].added))
+        assert.equal("C", diffs[2].added.c.data)
+        assert.equal(cr.stat.czxid, diffs[2].added.c.stat.czxid)
+        assert.equal(writer:session_id(), diffs[2].added.c.stat.ephemeral_owner)
+
+        -- Updated: only that child is read again, without a new list.
+        local before = cache:stats()
+        assert.is_nil(call(writer, "set", base .. "/a", "A2", -1))
+        wait_diffs(diffs, 3)
+        assert.same({ "a" }, names(diffs[3].updated))
+        assert.same({}, diffs[3].added)
+        assert.equal("A2", diffs[3].updated.a.data)
+        assert.equal(1, diffs[3].updated.a.stat.version)
+        local after = cache:stats()
+        assert.equal(before.reads + 1, after.reads)
+        assert.equal(before.lists, after.lists)
+
+        -- Removed, with its last data; no other child is read.
+        before = cache:stats()
+        assert.is_nil(call(writer, "delete", base .. "/b", -1))
+        wait_diffs(diffs, 4)
+        settle(200)
+        assert.equal(4, #diffs)
+        assert.same({ "b" }, names(diffs[4].removed))
+        assert.equal("B", diffs[4].removed.b.data)
+        assert.equal(before.reads, cache:stats().reads)
+        assert.same({ "a", "c" }, names(cache:snapshot()))
+        cache:close()
+        assert.is_true(cache:is_closed())
+        assert.has_error(function() cache:snapshot() end)
+    end)
+
+    it("reports an empty parent and a missing one as loaded and empty", function()
+        local zk = connect()
+        local writer = connect()
+        local base = unique("empty")
+        assert.is_nil(call(writer, "create", base, "", nil))
+        local _, diffs = cache_of(zk, base)
+        wait_diffs(diffs, 1)
+        assert.same({ added = {}, updated = {}, removed = {} }, diffs[1])
+
+        local missing = unique("missing")
+        local cache2, diffs2 = cache_of(zk, missing)
+        wait_diffs(diffs2, 1)
+        assert.same({ added = {}, updated = {}, removed = {} }, diffs2[1])
+        assert.same({}, cache2:snapshot())
+        -- Its creation is noticed (exists watch), then its children.
+        assert.is_nil(call(writer, "create", missing .. "/x", "X", { parents = true }))
+        wait_diffs(diffs2, 2)
+        assert.same({ "x" }, names(diffs2[2].added))
+        assert.equal("X", diffs2[2].added.x.data)
+        cache2:close()
+    end)
+
+    it("reports a child deleted and created again as updated", function()
+        local zk = connect()
+        local writer = connect()
+        local base = unique("recreate")
+        local _, r = call(writer, "create", base .. "/p", "one", { parents = true })
+        local first_czxid = r.stat.czxid
+        local _, diffs = cache_of(zk, base)
+        wait_diffs(diffs, 1)
+        -- Both writes are sent at once and the loop is held meanwhile, so
+        -- that the cache's list (which the child event triggers on the
+        -- loop) comes after both: the list has the child again. A list
+        -- that ran between them would rightly report a removal.
+        local done = 0
+        assert(writer:delete(base .. "/p", -1, function(e)
+            assert.is_nil(e)
+            done = done + 1
+        end))
+        assert(writer:create(base .. "/p", "two", nil, function(e)
+            assert.is_nil(e)
+            done = done + 1
+        end))
+        os.execute("sleep 0.3")
+        assert.is_true(run_until(function() return done == 2 end))
+        assert.is_true(run_until(function()
+            local last = diffs[#diffs]
+            return last.updated.p ~= nil or last.removed.p ~= nil
+                or last.added.p ~= nil
+        end))
+        settle(300)
+        -- Whatever the timing of the events, never removed then added.
+        for i = 2, #diffs do
+            assert.is_nil(diffs[i].removed.p, "reported removed")
+            assert.is_nil(diffs[i].added.p, "reported added")
+        end
+        local last = diffs[#diffs].updated.p
+        assert.equal("two", last.data)
+        assert.not_equal(first_czxid, last.stat.czxid)
+    end)
+
+    it("delivers data as bytes and flags oversized children", function()
+        local zk = connect()
+        local writer = connect()
+        local base = unique("opaque")
+        local big = string.rep("x", 900 * 1024)
+        local binary = "\0\1\2\255{not json"
+        assert.is_nil(call(writer, "create", base .. "/empty", "", { parents = true }))
+        assert.is_nil(call(writer, "create", base .. "/null", nil, nil))
+        assert.is_nil(call(writer, "create", base .. "/binary", binary, nil))
+        assert.is_nil(call(writer, "create", base .. "/big", big, nil))
+        local cache, diffs = cache_of(zk, base, { max_data = 512 * 1024 })
+        wait_diffs(diffs, 1, 15000)
+        local added = diffs[1].added
+        assert.same({ "big", "binary", "empty", "null" }, names(added))
+        assert.equal("", added.empty.data)
+        assert.is_nil(added.null.data)
+        assert.equal(binary, added.binary.data)
+        assert.is_true(added.big.too_large)
+        assert.is_nil(added.big.data)
+        assert.equal(#big, added.big.stat.data_length)
+        assert.is_false(added.binary.too_large)
+        assert.is_true(cache:snapshot().big.too_large)
+        cache:close()
+    end)
+
+    it("closes with its session", function()
+        local zk = connect()
+        local base = unique("close")
+        local cache, diffs = cache_of(zk, base)
+        wait_diffs(diffs, 1)
+        zk:close()
+        assert.is_true(run_until(function() return cache:is_closed() end))
+    end)
+
+    describe("with a server of its own", function()
+        local server
+
+        before_each(function()
+            server = helpers.zookeeper_server()
+            server:start()
+        end)
+
+        after_each(function()
+            for _, zk in ipairs(sessions) do
+                if not zk:is_closed() then
+                    zk:close()
+                end
+            end
+            run_until(function()
+                for _, zk in ipairs(sessions) do
+                    if zk:state() ~= "closed" then
+                        return false
+                    end
+                end
+                return true
+            end, 15000)
+            server:destroy()
+        end)
+
+        it("keeps its state while the server is down, then converges", function()
+            local zk = connect({ hosts = server.connect_string,
+                                 session_timeout = 8000 })
+            local base = unique("down")
+            assert.is_nil(call(zk, "create", base .. "/a", "A", { parents = true }))
+            assert.is_nil(call(zk, "create", base .. "/b", "B", nil))
+            local cache, diffs = cache_of(zk, base)
+            wait_diffs(diffs, 1)
+            local sid = zk:session_id()
+            server:stop()
+            assert.is_true(run_until(function()
+                return zk:state() == "connecting"
+            end, 8000))
+            settle(1000)
+            assert.equal(1, #diffs)
+            assert.same({ "a", "b" }, names(cache:snapshot()))
+            server:start()
+            assert.is_true(run_until(function()
+                return zk:state() == "connected"
+            end, 15000))
+            assert.equal(sid, zk:session_id())
+            settle(300)
+            assert.equal(1, #diffs) -- nothing changed: nothing reported
+            local writer = connect({ hosts = server.connect_string })
+            assert.is_nil(call(writer, "set", base .. "/a", "A2", -1))
+            assert.is_nil(call(writer, "create", base .. "/c", "C", nil))
+            assert.is_true(run_until(function()
+                local s = cache:snapshot()
+                return s.c ~= nil and s.a.data == "A2"
+            end))
+            for i = 2, #diffs do
+                assert.same({}, diffs[i].removed)
+            end
+        end)
+
+        it("rebuilds after a forced expiry, reporting only real changes", function()
+            local zk = connect({ hosts = server.connect_string,
+                                 session_timeout = 4000,
+                                 min_backoff = 50, max_backoff = 200 })
+            local writer = connect({ hosts = server.connect_string })
+            local base = unique("expiry")
+            for _, n in ipairs({ "a", "b", "c" }) do
+                assert.is_nil(call(writer, "create", base .. "/" .. n, n,
+                    { parents = true }))
+            end
+            local cache, diffs = cache_of(zk, base)
+            wait_diffs(diffs, 1)
+            local lists = cache:stats().lists
+            local gen = zk:generation()
+            local expired = false
+            for _ = 1, 3 do
+                local id, passwd = assert(zk:debug_session())
+                local closed = false
+                local intruder = assert(loop:zk({
+                    hosts = server.connect_string,
+                    session = { id = id, passwd = passwd },
+                    on_state = function(z, state)
+                        if state == "connected" then
+                            z:close()
+                        elseif state == "closed" then
+                            closed = true
+                        end
+                    end,
+                }))
+                sessions[#sessions + 1] = intruder
+                assert.is_true(run_until(function() return closed end))
+                -- A change made while the session is being replaced.
+                if not expired then
+                    assert.is_nil(call(writer, "set", base .. "/b", "b2", -1))
+                    expired = true
+                end
+                if run_until(function()
+                    return zk:state() == "connected" and zk:generation() > gen
+                end, 8000) then
+                    break
+                end
+            end
+            assert.is_true(zk:generation() > gen, "no expiry")
+            assert.is_true(run_until(function()
+                return cache:snapshot().b.data == "b2"
+            end))
+            settle(300)
+            assert.is_true(cache:stats().lists > lists)
+            -- Only b changed, and only b was reported since the load.
+            for i = 2, #diffs do
+                assert.same({}, diffs[i].added)
+                assert.same({}, diffs[i].removed)
+                assert.same({ "b" }, names(diffs[i].updated))
+            end
+            -- Watches work on the new session.
+            assert.is_nil(call(writer, "create", base .. "/d", "d", nil))
+            assert.is_true(run_until(function()
+                return cache:snapshot().d ~= nil
+            end))
+        end)
+    end)
+
+    describe("on a 3-server ensemble", function()
+        local ensemble
+
+        before_each(function()
+            local zookeeper = require("disco.testing.zookeeper")
+            ensemble = zookeeper.ensemble(3)
+            ensemble:start()
+        end)
+
+        after_each(function()
+            for _, m in ipairs(ensemble.members) do
+                pcall(m.resume, m)
+            end
+            for _, zk in ipairs(sessions) do
+                if not zk:is_closed() then
+                    zk:close()
+                end
+            end
+            run_until(function()
+                for _, zk in ipairs(sessions) do
+                    if zk:state() ~= "closed" then
+                        return false
+                    end
+                end
+                return true
+            end, 15000)
+            ensemble:destroy()
+        end)
+
+        it("reports a child re-created while its server was paused as updated", function()
+            -- The cache's server is a follower, so the quorum stays up.
+            local leader = ensemble:leader()
+            local mine, other
+            for _, m in ipairs(ensemble.members) do
+                if m ~= leader then
+                    if mine == nil then mine = m else other = m end
+                end
+            end
+            local states = {}
+            local zk = connect({ hosts = mine.connect_string,
+                                 session_timeout = 15000,
+                                 on_state = function(_, state, generation)
+                                     states[#states + 1] = state .. ":" .. generation
+                                 end })
+            local writer = connect({ hosts = other.connect_string })
+            local base = unique("ensemble")
+            local _, r = call(writer, "create", base .. "/svc", "v1",
+                { parents = true })
+            local czxid = r.stat.czxid
+            local _, diffs = cache_of(zk, base)
+            wait_diffs(diffs, 1)
+            mine:pause()
+            local ok, failure = pcall(function()
+                assert.is_nil(call(writer, "delete", base .. "/svc", -1))
+                assert.is_nil(call(writer, "create", base .. "/svc", "v2", nil))
+                settle(3000)
+            end)
+            mine:resume()
+            assert(ok, failure)
+            assert.is_true(run_until(function()
+                local last = diffs[#diffs]
+                return #diffs > 1 and last.updated.svc ~= nil
+            end, 20000), "no update after resume")
+            for i = 2, #diffs do
+                assert.is_nil(diffs[i].removed.svc, "reported removed")
+                assert.is_nil(diffs[i].added.svc, "reported added")
+            end
+            local u = diffs[#diffs].updated.svc
+            assert.equal("v2", u.data)
+            assert.not_equal(czxid, u.stat.czxid)
+            -- The paused server dropped its clients when it rejoined: the
+            -- cache saw a disconnect of the same session, not an expiry.
+            assert.same({ "connected:1", "connecting:1", "connected:1" }, states)
+        end)
+    end)
+end)
