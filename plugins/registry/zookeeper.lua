@@ -182,6 +182,23 @@ function M.unregister(instance, cb)
     end)
 end
 
+-- Where `id` is (or would go) in the list sorted by id: index, found.
+local function locate(sorted, id)
+    local lo, hi = 1, #sorted
+    while lo <= hi do
+        local mid = math.floor((lo + hi) / 2)
+        local other = sorted[mid].id
+        if other == id then
+            return mid, true
+        elseif other < id then
+            lo = mid + 1
+        else
+            hi = mid - 1
+        end
+    end
+    return lo, false
+end
+
 -- Turns the cache's child entries into instances, keeping the last good
 -- version of a child whose data went bad, and calls the watcher with the
 -- real differences.
@@ -230,11 +247,34 @@ local function apply(w, diff, first)
         end
     end
     if first or #out.added + #out.updated + #out.removed > 0 then
-        local list = {}
-        for _, instance in pairs(w.instances) do
-            list[#list + 1] = instance
+        -- The sorted list is kept up to date change by change: re-sorting
+        -- thousands of instances on every event would dominate its cost.
+        local sorted = w.sorted
+        for _, instance in ipairs(out.removed) do
+            local at, found = locate(sorted, instance.id)
+            if found then
+                table.remove(sorted, at)
+            end
         end
-        table.sort(list, function(a, b) return a.id < b.id end)
+        for _, instance in ipairs(out.updated) do
+            local at, found = locate(sorted, instance.id)
+            if found then
+                sorted[at] = instance
+            end
+        end
+        for _, instance in ipairs(out.added) do
+            local at, found = locate(sorted, instance.id)
+            if found then
+                sorted[at] = instance
+            else
+                table.insert(sorted, at, instance)
+            end
+        end
+        -- The caller gets its own copy to keep or change.
+        local list = {}
+        for i = 1, #sorted do
+            list[i] = sorted[i]
+        end
         w.on_change(out, list)
     end
 end
@@ -262,7 +302,7 @@ end
 -- docs/plugins.md. Returns a handle with `cancel()`.
 function M.watch_instances(app, on_change)
     local w = { kind = "instances", path = root .. "/" .. app, on_change = on_change,
-                instances = {}, warned = {}, first = true }
+                instances = {}, sorted = {}, warned = {}, first = true }
     watches[w] = true
     open_cache(w)
     return {
