@@ -347,6 +347,47 @@ describe("registry/zookeeper #zookeeper", function()
         assert.is_true(run_all({ provider, consumer }, function() return #last.list == 1 end))
     end)
 
+    it("keeps the last state through a 10 s server outage and converges after it", function()
+        -- A server of this spec's own: it is stopped and started again.
+        local own = helpers.zookeeper_server()
+        finally(function() own:destroy() end)
+        own:start()
+        url = "zookeeper://" .. own.connect_string .. "?session_timeout=30000&root=" .. root
+        zk_server = own
+        local provider, p_reg = runtime()
+        local consumer, c_reg = runtime()
+        local last, emptied = nil, false
+        c_reg.watch_instances("shop", function(diff, list)
+            last = { diff = diff, list = list }
+            if #list < 2 then
+                emptied = emptied or #diff.removed > 0
+            end
+        end)
+        assert.is_nil(call({ provider, consumer }, p_reg.register, instance(1)))
+        assert.is_nil(call({ provider, consumer }, p_reg.register, instance(2)))
+        assert.is_true(run_all({ provider, consumer }, function() return last and #last.list == 2 end))
+
+        own:stop()
+        run_all({ provider, consumer }, function() return false end, 10000)
+        assert.equals(2, #last.list)
+        assert.is_false(emptied)
+
+        own:start()
+        -- Same sessions (the outage was shorter than their timeout): the
+        -- registrations are still there, and a change after it arrives.
+        assert.is_true(run_all({ provider, consumer }, function()
+            return p_reg.session():state() == "connected" and c_reg.session():state() == "connected"
+        end, 20000))
+        assert.equals(1, p_reg.session():generation())
+        -- The caches re-check after the reconnect: nothing may be removed.
+        run_all({ provider, consumer }, function() return false end, 500)
+        assert.equals(2, #last.list)
+        assert.is_false(emptied)
+        assert.is_nil(call({ provider, consumer }, p_reg.unregister, instance(1)))
+        assert.is_true(run_all({ provider, consumer }, function() return #last.list == 1 end, 10000))
+        assert.equals(2, last.list[1].port)
+    end)
+
     it("lists applications and instances with disco ls", function()
         local provider, p_reg = runtime()
         assert.is_nil(call({ provider }, p_reg.register, instance(20880)))
