@@ -67,6 +67,7 @@ build = {
         ["disco.log"] = "lua/disco/log.lua",
         ["disco.plugin"] = "lua/disco/plugin.lua",
         ["disco.plugin_ctx"] = "lua/disco/plugin_ctx.lua",
+        ["disco.registry.instance"] = "lua/disco/registry/instance.lua",
         ["disco.registry.memory_store"] = "lua/disco/registry/memory_store.lua",
         ["disco.registry.url"] = "lua/disco/registry/url.lua",
         ["disco.registry.zk_instance"] = "lua/disco/registry/zk_instance.lua",

@@ -9,6 +9,7 @@
 --
 --   rt:load_plugin("registry/memory", { name = "shop" })  -- memory://shop
 local memory_store = require "disco.registry.memory_store"
+local check_instance = require("disco.registry.instance").check
 
 local M = {
     name = "memory",
@@ -51,26 +52,6 @@ local function copy(t)
         c[k] = type(v) == "table" and copy(v) or v
     end
     return c
-end
-
-local function check_instance(instance)
-    if type(instance) ~= "table" then
-        return "instance must be a table"
-    end
-    if type(instance.name) ~= "string" or instance.name == "" then
-        return "instance.name (the application) must be a non-empty string"
-    end
-    if type(instance.host) ~= "string" or instance.host == "" then
-        return "instance.host must be a non-empty string"
-    end
-    if type(instance.port) ~= "number" or instance.port < 1 or instance.port > 65535
-        or instance.port % 1 ~= 0 then
-        return "instance.port must be an integer from 1 to 65535"
-    end
-    if instance.metadata ~= nil and type(instance.metadata) ~= "table" then
-        return "instance.metadata must be a table of strings"
-    end
-    return nil
 end
 
 local function address(instance)

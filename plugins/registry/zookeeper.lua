@@ -14,6 +14,7 @@
 -- The session and every node and cache on it belong to the host (ctx:zk);
 -- a reload hands them to the new version, so registrations stay.
 local zk_instance = require "disco.registry.zk_instance"
+local check_instance = require("disco.registry.instance").check
 
 local M = {
     name = "zookeeper",
@@ -75,26 +76,6 @@ end
 
 local function later(fn)
     ctx:after(0, fn)
-end
-
-local function check_instance(instance)
-    if type(instance) ~= "table" then
-        return "instance must be a table"
-    end
-    if type(instance.name) ~= "string" or not instance.name:match("^[^/]+$") then
-        return "instance.name (the application) must be a non-empty string without '/'"
-    end
-    if type(instance.host) ~= "string" or not instance.host:match("^[^/]+$") then
-        return "instance.host must be a non-empty string without '/'"
-    end
-    if type(instance.port) ~= "number" or instance.port % 1 ~= 0
-        or instance.port < 1 or instance.port > 65535 then
-        return "instance.port must be an integer from 1 to 65535"
-    end
-    if instance.metadata ~= nil and type(instance.metadata) ~= "table" then
-        return "instance.metadata must be a table of strings"
-    end
-    return nil
 end
 
 local function node_path(instance)

@@ -2,28 +2,13 @@
 -- flows rely on (sessions, registration identity, owner-only unregister,
 -- coalesced async notifications, CAS on config), and survival of a reload.
 local disco = require "disco"
-local helpers = require "spec.helpers"
 local memory_store = require "disco.registry.memory_store"
+local run_all = require("spec.support.registry").run_all
 
 local function runtime(name)
     local rt = disco.runtime({ plugin_watch = false, log_level = "error" })
     local registry = assert(rt:load_plugin("registry/memory", { name = name }))
     return rt, registry
-end
-
--- Drives every runtime's loop until `pred()` holds (bounded).
-local function run_all(rts, pred, ms)
-    local deadline = helpers.core.hrtime() + (ms or 2000)
-    while helpers.core.hrtime() < deadline do
-        for _, rt in ipairs(rts) do
-            rt:step()
-        end
-        if pred() then
-            return true
-        end
-        helpers.core.sleep(1)
-    end
-    return false
 end
 
 local function instance(port, extra)

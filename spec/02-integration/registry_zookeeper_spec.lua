@@ -19,32 +19,8 @@ local function instance(port, revision)
                           ["dubbo.metadata.storage-type"] = "local" } }
 end
 
--- Drives every runtime's loop until `pred()` holds (bounded).
-local function run_all(rts, pred, ms)
-    local deadline = helpers.core.hrtime() + (ms or 5000)
-    while helpers.core.hrtime() < deadline do
-        for _, rt in ipairs(rts) do
-            rt:step()
-        end
-        if pred() then
-            return true
-        end
-        helpers.core.sleep(2)
-    end
-    return false
-end
-
--- Calls fn(args..., cb) and drives the loops until cb ran; returns what
--- cb got. (Built with select: `fn(..., cb)` would keep only the first arg.)
-local function call(rts, fn, ...)
-    local box = {}
-    local n = select("#", ...)
-    local args = { ... }
-    args[n + 1] = function(err, ...) box.done, box.err, box.results = true, err, { ... } end
-    fn(unpack(args, 1, n + 1))
-    assert(run_all(rts, function() return box.done end), "no answer")
-    return box.err, unpack(box.results)
-end
+local regspec = require "spec.support.registry"
+local run_all, call = regspec.run_all, regspec.call
 
 describe("registry/zookeeper #zookeeper", function()
     local zk_server, root, url, rts

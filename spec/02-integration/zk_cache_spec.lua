@@ -3,68 +3,19 @@
 -- delete and re-create (RELIABILITY.md §3 rows 8-10), disconnects, forced
 -- expiry, opaque and oversized data, and a paused ensemble member.
 
-local helpers = require("spec.helpers")
-local core = require("disco.core")
+local zkspec = require("spec.support.zk")
 
-local unpack = unpack or table.unpack -- luacheck: ignore 143
-
-local prefix = string.format("/cache-spec-%d-%d", core.getpid(), os.time())
-local counter = 0
-local function unique(name)
-    counter = counter + 1
-    return string.format("%s-%s-%d", prefix, name, counter)
-end
+-- Paths unique to this run, so reruns against a shared server never meet.
+local unique = zkspec.unique("cache-spec")
 
 describe("zk:children_cache #zookeeper #integration", function()
-    local loop
-    local sessions
-
-    before_each(function()
-        loop = assert(core.new_loop())
-        sessions = {}
-    end)
-
-    after_each(function()
-        for _, zk in ipairs(sessions) do
-            if not zk:is_closed() then
-                zk:close()
-            end
-        end
-        assert(loop:close())
-    end)
-
-    local function run_until(pred, ms)
-        return helpers.run_until(loop, pred, ms or 10000)
-    end
+    local fx = zkspec.fixture({ wait_ms = 15000 })
+    before_each(fx.setup)
+    after_each(fx.teardown)
+    local run_until, connect, call = fx.run_until, fx.connect, fx.call
 
     local function settle(ms)
         run_until(function() return false end, ms)
-    end
-
-    local function connect(opts)
-        opts = opts or {}
-        opts.hosts = opts.hosts or helpers.zookeeper().connect_string
-        opts.session_timeout = opts.session_timeout or 10000
-        local zk = assert(loop:zk(opts))
-        sessions[#sessions + 1] = zk
-        assert.is_true(run_until(function()
-            return zk:state() == "connected"
-        end, 15000), "session did not connect")
-        return zk
-    end
-
-    local function call(zk, method, ...)
-        local n, e, r = 0, nil, nil
-        local nargs = select("#", ...)
-        local args = { ... }
-        args[nargs + 1] = function(err, res)
-            n = n + 1
-            e, r = err, res
-        end
-        assert(zk[method](zk, unpack(args, 1, nargs + 1)))
-        assert.is_true(run_until(function() return n > 0 end, 15000),
-            method .. " did not complete")
-        return e, r
     end
 
     -- A cache and the diffs it reported, each as
@@ -257,28 +208,8 @@ describe("zk:children_cache #zookeeper #integration", function()
 
     describe("with a server of its own", function()
         local server
-
-        before_each(function()
-            server = helpers.zookeeper_server()
-            server:start()
-        end)
-
-        after_each(function()
-            for _, zk in ipairs(sessions) do
-                if not zk:is_closed() then
-                    zk:close()
-                end
-            end
-            run_until(function()
-                for _, zk in ipairs(sessions) do
-                    if zk:state() ~= "closed" then
-                        return false
-                    end
-                end
-                return true
-            end, 15000)
-            server:destroy()
-        end)
+        before_each(function() server = fx.start_server() end)
+        after_each(fx.stop_server)
 
         it("keeps its state while the server is down, then converges", function()
             local zk = connect({ hosts = server.connect_string,
@@ -331,21 +262,7 @@ describe("zk:children_cache #zookeeper #integration", function()
             local gen = zk:generation()
             local expired = false
             for _ = 1, 3 do
-                local id, passwd = assert(zk:debug_session())
-                local closed = false
-                local intruder = assert(loop:zk({
-                    hosts = server.connect_string,
-                    session = { id = id, passwd = passwd },
-                    on_state = function(z, state)
-                        if state == "connected" then
-                            z:close()
-                        elseif state == "closed" then
-                            closed = true
-                        end
-                    end,
-                }))
-                sessions[#sessions + 1] = intruder
-                assert.is_true(run_until(function() return closed end))
+                fx.intrude(server.connect_string, assert(zk:debug_session()))
                 -- A change made while the session is being replaced.
                 if not expired then
                     assert.is_nil(call(writer, "set", base .. "/b", "b2", -1))
@@ -390,19 +307,7 @@ describe("zk:children_cache #zookeeper #integration", function()
             for _, m in ipairs(ensemble.members) do
                 pcall(m.resume, m)
             end
-            for _, zk in ipairs(sessions) do
-                if not zk:is_closed() then
-                    zk:close()
-                end
-            end
-            run_until(function()
-                for _, zk in ipairs(sessions) do
-                    if zk:state() ~= "closed" then
-                        return false
-                    end
-                end
-                return true
-            end, 15000)
+            fx.close_all(15000)
             ensemble:destroy()
         end)
 

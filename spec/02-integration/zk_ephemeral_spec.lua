@@ -2,65 +2,16 @@
 -- ownership by ephemeral_owner (RELIABILITY.md §1, §3 row 1), updates,
 -- owner-only close, forced expiry and the server's own cleanup.
 
-local helpers = require("spec.helpers")
-local core = require("disco.core")
+local zkspec = require("spec.support.zk")
 
-local unpack = unpack or table.unpack -- luacheck: ignore 143
-
-local prefix = string.format("/eph-spec-%d-%d", core.getpid(), os.time())
-local counter = 0
-local function unique(name)
-    counter = counter + 1
-    return string.format("%s-%s-%d/node", prefix, name, counter)
-end
+-- Paths unique to this run, so reruns against a shared server never meet.
+local unique = zkspec.unique("eph-spec", "/node")
 
 describe("zk:ephemeral #zookeeper #integration", function()
-    local loop
-    local sessions
-
-    before_each(function()
-        loop = assert(core.new_loop())
-        sessions = {}
-    end)
-
-    after_each(function()
-        for _, zk in ipairs(sessions) do
-            if not zk:is_closed() then
-                zk:close()
-            end
-        end
-        assert(loop:close())
-    end)
-
-    local function run_until(pred, ms)
-        return helpers.run_until(loop, pred, ms or 10000)
-    end
-
-    local function connect(opts)
-        opts = opts or {}
-        opts.hosts = opts.hosts or helpers.zookeeper().connect_string
-        opts.session_timeout = opts.session_timeout or 10000
-        local zk = assert(loop:zk(opts))
-        sessions[#sessions + 1] = zk
-        assert.is_true(run_until(function()
-            return zk:state() == "connected"
-        end), "session did not connect")
-        return zk
-    end
-
-    local function call(zk, method, ...)
-        local n, e, r = 0, nil, nil
-        local nargs = select("#", ...)
-        local args = { ... }
-        args[nargs + 1] = function(err, res)
-            n = n + 1
-            e, r = err, res
-        end
-        assert(zk[method](zk, unpack(args, 1, nargs + 1)))
-        assert.is_true(run_until(function() return n > 0 end),
-            method .. " did not complete")
-        return e, r
-    end
+    local fx = zkspec.fixture()
+    before_each(fx.setup)
+    after_each(fx.teardown)
+    local run_until, connect, call = fx.run_until, fx.connect, fx.call
 
     local function ename(err)
         return err and err:match("^(%u+):")
@@ -205,49 +156,15 @@ describe("zk:ephemeral #zookeeper #integration", function()
 
     describe("with a server of its own", function()
         local server
-
-        before_each(function()
-            server = helpers.zookeeper_server()
-            server:start()
-        end)
-
-        after_each(function()
-            for _, zk in ipairs(sessions) do
-                if not zk:is_closed() then
-                    zk:close()
-                end
-            end
-            run_until(function()
-                for _, zk in ipairs(sessions) do
-                    if zk:state() ~= "closed" then
-                        return false
-                    end
-                end
-                return true
-            end, 15000)
-            server:destroy()
-        end)
+        before_each(function() server = fx.start_server() end)
+        after_each(fx.stop_server)
 
         -- Expires zk's session from a second handle on it (see
         -- zk_session_spec.lua); true once zk runs on a new generation.
         local function expire(zk)
             local gen = zk:generation()
             for _ = 1, 3 do
-                local id, passwd = assert(zk:debug_session())
-                local closed = false
-                local intruder = assert(loop:zk({
-                    hosts = server.connect_string,
-                    session = { id = id, passwd = passwd },
-                    on_state = function(z, state)
-                        if state == "connected" then
-                            z:close()
-                        elseif state == "closed" then
-                            closed = true
-                        end
-                    end,
-                }))
-                sessions[#sessions + 1] = intruder
-                assert.is_true(run_until(function() return closed end))
+                fx.intrude(server.connect_string, assert(zk:debug_session()))
                 if run_until(function()
                     return zk:state() == "connected" and zk:generation() > gen
                 end, 8000) then

@@ -5,76 +5,16 @@
 
 local helpers = require("spec.helpers")
 local core = require("disco.core")
-
-local unpack = unpack or table.unpack -- luacheck: ignore 143
+local zkspec = require("spec.support.zk")
 
 -- Paths unique to this run, so reruns against a shared server never meet.
-local prefix = string.format("/zk-spec-%d-%d", core.getpid(), os.time())
-local counter = 0
-local function unique(name)
-    counter = counter + 1
-    return string.format("%s-%s-%d", prefix, name, counter)
-end
+local unique = zkspec.unique("zk-spec")
 
 describe("disco.zk #zookeeper #integration", function()
-    local loop
-    local sessions
-
-    before_each(function()
-        loop = assert(core.new_loop())
-        sessions = {}
-    end)
-
-    after_each(function()
-        for _, zk in ipairs(sessions) do
-            if not zk:is_closed() then
-                zk:close()
-            end
-        end
-        -- Runs every close to its end (zookeeper_close off the loop).
-        assert(loop:close())
-    end)
-
-    local function run_until(pred, ms)
-        return helpers.run_until(loop, pred, ms or 10000)
-    end
-
-    -- A session and the list of "state:generation" it went through.
-    local function open(opts)
-        local states = {}
-        opts.on_state = function(_, state, generation)
-            states[#states + 1] = state .. ":" .. generation
-        end
-        opts.session_timeout = opts.session_timeout or 10000
-        local zk = assert(loop:zk(opts))
-        sessions[#sessions + 1] = zk
-        return zk, states
-    end
-
-    local function connect(opts)
-        opts = opts or {}
-        opts.hosts = opts.hosts or helpers.zookeeper().connect_string
-        local zk, states = open(opts)
-        assert.is_true(run_until(function()
-            return zk:state() == "connected"
-        end), "session did not connect")
-        return zk, states
-    end
-
-    -- Calls zk:method(...) with a callback and waits for it: err, result.
-    local function call(zk, method, ...)
-        local n, e, r = 0, nil, nil
-        local nargs = select("#", ...)
-        local args = { ... }
-        args[nargs + 1] = function(err, res)
-            n = n + 1
-            e, r = err, res
-        end
-        assert(zk[method](zk, unpack(args, 1, nargs + 1)))
-        assert.is_true(run_until(function() return n > 0 end),
-            method .. " did not complete")
-        return e, r
-    end
+    local fx = zkspec.fixture({ states = true })
+    before_each(fx.setup)
+    after_each(fx.teardown)
+    local run_until, open, connect, call = fx.run_until, fx.open, fx.connect, fx.call
 
     local function ename(err)
         return err and err:match("^(%u+):")
@@ -303,7 +243,7 @@ describe("disco.zk #zookeeper #integration", function()
         -- Made in a coroutine that then dies, so that no stack slot of a
         -- live frame can still hold the box.
         local co = coroutine.create(function()
-            local zk = assert(loop:zk({ hosts = helpers.zookeeper().connect_string }))
+            local zk = assert(fx.loop:zk({ hosts = helpers.zookeeper().connect_string }))
             weak[1] = zk
             assert.is_true(run_until(function() return zk:state() == "connected" end))
             assert.is_nil(call(zk, "create", path, "", { mode = "ephemeral" }))
@@ -320,7 +260,7 @@ describe("disco.zk #zookeeper #integration", function()
         end
         for _ = 1, 4 do
             collectgarbage()
-            loop:step()
+            fx.loop:step()
         end
         assert.is_nil(weak[1], "the session's box was not collected")
         -- Closing the session removes its ephemeral node on the server at
@@ -339,16 +279,16 @@ describe("disco.zk #zookeeper #integration", function()
     it("keeps the loop ticking while a connected session closes", function()
         local other = connect()
         local closed_at
-        local zk = assert(loop:zk({
+        local zk = assert(fx.loop:zk({
             hosts = helpers.zookeeper().connect_string,
             on_state = function(_, state)
                 if state == "closed" then closed_at = core.hrtime() end
             end,
         }))
-        sessions[#sessions + 1] = zk
+        fx.track(zk)
         assert.is_true(run_until(function() return zk:state() == "connected" end))
         local ticks = 0
-        local timer = assert(loop:timer("ticks"))
+        local timer = assert(fx.loop:timer("ticks"))
         assert(timer:start(1, 1, function() ticks = ticks + 1 end))
         local t0 = core.hrtime()
         zk:close()
@@ -368,30 +308,8 @@ describe("disco.zk #zookeeper #integration", function()
 
     describe("with a server of its own", function()
         local server
-
-        before_each(function()
-            server = helpers.zookeeper_server()
-            server:start()
-        end)
-
-        after_each(function()
-            -- The sessions close before the server goes (outer after_each
-            -- runs later), so close them here while it still answers.
-            for _, zk in ipairs(sessions) do
-                if not zk:is_closed() then
-                    zk:close()
-                end
-            end
-            run_until(function()
-                for _, zk in ipairs(sessions) do
-                    if zk:state() ~= "closed" then
-                        return false
-                    end
-                end
-                return true
-            end, 15000)
-            server:destroy()
-        end)
+        before_each(function() server = fx.start_server() end)
+        after_each(fx.stop_server)
 
         it("recovers from a forced expiry with a new generation", function()
             local zk, states = connect({ hosts = server.connect_string,
@@ -411,21 +329,9 @@ describe("disco.zk #zookeeper #integration", function()
             local function kill_session()
                 local id, passwd = assert(zk:debug_session())
                 assert.equal(old_sid, id)
-                local closed = false
-                local intruder = assert(loop:zk({
-                    hosts = server.connect_string,
-                    session = { id = id, passwd = passwd },
-                    on_state = function(z, state)
-                        if state == "connected" then
-                            assert.equal(old_sid, z:session_id())
-                            z:close()
-                        elseif state == "closed" then
-                            closed = true
-                        end
-                    end,
-                }))
-                sessions[#sessions + 1] = intruder
-                assert.is_true(run_until(function() return closed end))
+                fx.intrude(server.connect_string, id, passwd, function(z)
+                    assert.equal(old_sid, z:session_id())
+                end)
                 return run_until(function()
                     return zk:state() == "connected" and zk:generation() == 2
                 end, 8000)
@@ -503,20 +409,20 @@ describe("disco.zk #zookeeper #integration", function()
 
         it("keeps the loop ticking while a close blocks on a paused server", function()
             local closed_at
-            local zk = assert(loop:zk({
+            local zk = assert(fx.loop:zk({
                 hosts = server.connect_string,
                 session_timeout = 6000,
                 on_state = function(_, state)
                     if state == "closed" then closed_at = core.hrtime() end
                 end,
             }))
-            sessions[#sessions + 1] = zk
+            fx.track(zk)
             assert.is_true(run_until(function() return zk:state() == "connected" end))
             local pending = 0
             assert(zk:get("/", nil, function() pending = pending + 1 end))
             assert.is_true(run_until(function() return pending == 1 end))
             local ticks = 0
-            local timer = assert(loop:timer("ticks"))
+            local timer = assert(fx.loop:timer("ticks"))
             assert(timer:start(1, 1, function() ticks = ticks + 1 end))
             server:pause()
             local ok, failure = pcall(function()

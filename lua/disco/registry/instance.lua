@@ -1,0 +1,32 @@
+--- Validation of the service instances given to a registry's register,
+-- update and unregister, shared by every registry plugin. Names and hosts
+-- may not contain '/': on ZooKeeper they are path segments
+-- (`{root}/{app}/{host}:{port}`), and an instance one registry accepts must
+-- be valid on the others too.
+-- @module disco.registry.instance
+
+local _M = {}
+
+--- Checks `instance` ({ name, host, port, metadata? }).
+-- @treturn ?string nil when valid, else what is wrong with it
+function _M.check(instance)
+    if type(instance) ~= "table" then
+        return "instance must be a table"
+    end
+    if type(instance.name) ~= "string" or not instance.name:match("^[^/]+$") then
+        return "instance.name (the application) must be a non-empty string without '/'"
+    end
+    if type(instance.host) ~= "string" or not instance.host:match("^[^/]+$") then
+        return "instance.host must be a non-empty string without '/'"
+    end
+    if type(instance.port) ~= "number" or instance.port % 1 ~= 0
+        or instance.port < 1 or instance.port > 65535 then
+        return "instance.port must be an integer from 1 to 65535"
+    end
+    if instance.metadata ~= nil and type(instance.metadata) ~= "table" then
+        return "instance.metadata must be a table of strings"
+    end
+    return nil
+end
+
+return _M
