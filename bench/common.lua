@@ -12,6 +12,19 @@ function _M.server()
     return zk
 end
 
+--- Runs `body(zk)` against a fresh local server, stops the server whatever
+-- happens, and stops `rt` with 0, or 1 after reporting the error.
+function _M.run(rt, body)
+    local zk = _M.server()
+    local ok, err = pcall(body, zk)
+    zk:destroy()
+    if not ok then
+        io.stderr:write("bench failed: ", tostring(err), "\n")
+        return rt:stop(1)
+    end
+    rt:stop(0)
+end
+
 --- Drives `loop` until pred() or timeout (ms); raises on timeout.
 function _M.wait(loop, pred, ms, what)
     local deadline = core.hrtime() + (ms or 60000)

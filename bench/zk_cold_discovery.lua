@@ -14,8 +14,7 @@ local N = tonumber(arg[1]) or 10000
 local RUNS = tonumber(arg[2]) or 5
 local BUILD = os.getenv("BUILD") or "build"
 
-local zk = common.server()
-local ok, err = pcall(function()
+common.run(rt, function(zk)
     local loop = rt.loop
     local session = common.session(loop, zk.connect_string)
     local t = core.hrtime()
@@ -71,9 +70,3 @@ local ok, err = pcall(function()
     print(string.format("  RSS growth per instance held: %.0f bytes (aim < 2048)", rss_per))
     session:close()
 end)
-zk:destroy()
-if not ok then
-    io.stderr:write("bench failed: ", tostring(err), "\n")
-    return rt:stop(1)
-end
-rt:stop(0)

@@ -13,8 +13,7 @@ local zk_instance = require "disco.registry.zk_instance"
 
 local COUNT = tonumber(arg[1]) or 1000
 
-local zk = common.server()
-local ok, err = pcall(function()
+common.run(rt, function(zk)
     local loop = rt.loop
     local writer = common.session(loop, zk.connect_string)
     local watcher = common.session(loop, zk.connect_string)
@@ -89,9 +88,3 @@ local ok, err = pcall(function()
     writer:close()
     watcher:close()
 end)
-zk:destroy()
-if not ok then
-    io.stderr:write("bench failed: ", tostring(err), "\n")
-    return rt:stop(1)
-end
-rt:stop(0)

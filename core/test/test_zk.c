@@ -65,6 +65,31 @@ static void test_zk_opts(disco_zk_options_t *opts, const char *hosts) {
   opts->hosts = hosts;
 }
 
+/* Zeroes `ctx`, initialises `loop` and opens a session on a host nobody
+ * listens on, so it stays CONNECTING. Returns 0, or -1 after reporting the
+ * failure (the caller returns). */
+static int test_zk_open(ctest_t *t, disco_loop_t *loop, test_zk_ctx_t *ctx) {
+  disco_zk_options_t opts;
+  int err;
+
+  memset(ctx, 0, sizeof(*ctx));
+  ctx->t = t;
+  err = disco_loop_init(loop);
+  if (err != 0) {
+    ctest_fail(t, __FILE__, __LINE__, "disco_loop_init: %s",
+               disco_err_name(err));
+    return -1;
+  }
+  test_zk_opts(&opts, TEST_ZK_NOWHERE);
+  err = disco_zk_new(loop, &opts, test_zk_state_cb, test_zk_close_cb, ctx,
+                     &ctx->zk);
+  if (err != 0) {
+    ctest_fail(t, __FILE__, __LINE__, "disco_zk_new: %s", disco_err_name(err));
+    return -1;
+  }
+  return 0;
+}
+
 void test_zk_error_translation(ctest_t *t) {
   static const struct {
     int zk;
@@ -169,16 +194,11 @@ void test_zk_close_before_connect(ctest_t *t) {
 }
 
 void test_zk_requests_after_close(ctest_t *t) {
-  disco_zk_options_t opts;
   test_zk_ctx_t ctx;
   disco_loop_t loop;
 
-  memset(&ctx, 0, sizeof(ctx));
-  ctx.t = t;
-  ASSERT_OK(t, disco_loop_init(&loop));
-  test_zk_opts(&opts, TEST_ZK_NOWHERE);
-  ASSERT_OK(t, disco_zk_new(&loop, &opts, test_zk_state_cb, test_zk_close_cb,
-                            &ctx, &ctx.zk));
+  if (test_zk_open(t, &loop, &ctx) != 0)
+    return;
   /* Bad arguments are refused before anything is sent. */
   ASSERT_EQ(t, disco_zk_get(ctx.zk, "relative", NULL, test_zk_result_cb, &ctx),
             DISCO_EINVAL);
@@ -218,16 +238,11 @@ void test_zk_requests_after_close(ctest_t *t) {
 /* Requests queued on a handle that never connects complete once each when
  * the session closes, and their watches end too. */
 void test_zk_close_with_requests(ctest_t *t) {
-  disco_zk_options_t opts;
   test_zk_ctx_t ctx;
   disco_loop_t loop;
 
-  memset(&ctx, 0, sizeof(ctx));
-  ctx.t = t;
-  ASSERT_OK(t, disco_loop_init(&loop));
-  test_zk_opts(&opts, TEST_ZK_NOWHERE);
-  ASSERT_OK(t, disco_zk_new(&loop, &opts, test_zk_state_cb, test_zk_close_cb,
-                            &ctx, &ctx.zk));
+  if (test_zk_open(t, &loop, &ctx) != 0)
+    return;
   ASSERT_OK(
       t, disco_zk_get(ctx.zk, "/a", test_zk_watch_cb, test_zk_result_cb, &ctx));
   ASSERT_OK(t, disco_zk_create(ctx.zk, "/a/b/c", "v", 1, DISCO_ZK_PARENTS,
@@ -248,16 +263,11 @@ void test_zk_close_with_requests(ctest_t *t) {
 /* disco_loop_close() closes an open session like any core handle: the
  * close callback runs once and the request in flight completes once. */
 void test_zk_loop_close(ctest_t *t) {
-  disco_zk_options_t opts;
   test_zk_ctx_t ctx;
   disco_loop_t loop;
 
-  memset(&ctx, 0, sizeof(ctx));
-  ctx.t = t;
-  ASSERT_OK(t, disco_loop_init(&loop));
-  test_zk_opts(&opts, TEST_ZK_NOWHERE);
-  ASSERT_OK(t, disco_zk_new(&loop, &opts, test_zk_state_cb, test_zk_close_cb,
-                            &ctx, &ctx.zk));
+  if (test_zk_open(t, &loop, &ctx) != 0)
+    return;
   ASSERT_OK(t, disco_zk_children(ctx.zk, "/", test_zk_watch_cb,
                                  test_zk_result_cb, &ctx));
   ASSERT_OK(t, disco_loop_close(&loop));

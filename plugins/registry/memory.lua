@@ -9,7 +9,7 @@
 --
 --   rt:load_plugin("registry/memory", { name = "shop" })  -- memory://shop
 local memory_store = require "disco.registry.memory_store"
-local check_instance = require("disco.registry.instance").check
+local checked = require("disco.registry.instance").checked
 
 local M = {
     name = "memory",
@@ -59,24 +59,16 @@ local function address(instance)
 end
 
 --- Registers `instance`; cb(err).
-function M.register(instance, cb)
-    local err = check_instance(instance)
-    if err then
-        return fail(cb, "EINVAL", err)
-    end
+M.register = checked(function(instance, cb)
     local stored = copy(instance)
     stored.metadata = stored.metadata or {}
     stored.registration_time = stored.registration_time or os.time() * 1000
     store:put(instance.name, address(instance), stored, session)
     later(function() cb(nil) end)
-end
+end, later)
 
 --- Replaces the data of this session's registration of `instance`; cb(err).
-function M.update(instance, cb)
-    local err = check_instance(instance)
-    if err then
-        return fail(cb, "EINVAL", err)
-    end
+M.update = checked(function(instance, cb)
     local entry = store:entries(instance.name)[address(instance)]
     if not entry then
         return fail(cb, "ENONODE", address(instance) .. " is not registered")
@@ -89,15 +81,11 @@ function M.update(instance, cb)
     stored.registration_time = stored.registration_time or entry.instance.registration_time
     store:put(instance.name, address(instance), stored, session)
     later(function() cb(nil) end)
-end
+end, later)
 
 --- Removes this session's registration of `instance`; a registration made
 -- by another session at the same address stays. cb(err).
-function M.unregister(instance, cb)
-    local err = check_instance(instance)
-    if err then
-        return fail(cb, "EINVAL", err)
-    end
+M.unregister = checked(function(instance, cb)
     local ok, why = store:delete(instance.name, address(instance), session)
     if not ok then
         return fail(cb, why, why == "ENOTOWNER"
@@ -105,7 +93,7 @@ function M.unregister(instance, cb)
             or address(instance) .. " is not registered")
     end
     later(function() cb(nil) end)
-end
+end, later)
 
 -- The instances of `app` as handed to watchers: copies, with the
 -- registration identity a validation rule compares.

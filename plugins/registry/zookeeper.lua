@@ -14,7 +14,7 @@
 -- The session and every node and cache on it belong to the host (ctx:zk);
 -- a reload hands them to the new version, so registrations stay.
 local zk_instance = require "disco.registry.zk_instance"
-local check_instance = require("disco.registry.instance").check
+local checked = require("disco.registry.instance").checked
 
 local M = {
     name = "zookeeper",
@@ -93,11 +93,7 @@ local function encode(instance)
 end
 
 --- Registers `instance` as an ephemeral node of this session; cb(err).
-function M.register(instance, cb)
-    local bad = check_instance(instance)
-    if bad then
-        return later(function() cb("EINVAL: " .. bad) end)
-    end
+M.register = checked(function(instance, cb)
     local path = node_path(instance)
     local existing = nodes[path]
     if existing and not existing:is_closed() then
@@ -121,28 +117,20 @@ function M.register(instance, cb)
         return later(function() cb(err) end)
     end
     nodes[path] = node
-end
+end, later)
 
 --- Replaces the data of this session's registration; cb(err).
-function M.update(instance, cb)
-    local bad = check_instance(instance)
-    if bad then
-        return later(function() cb("EINVAL: " .. bad) end)
-    end
+M.update = checked(function(instance, cb)
     local node = nodes[node_path(instance)]
     if not node or node:is_closed() then
         return later(function() cb("ENONODE: " .. node_path(instance) .. " is not registered by this session") end)
     end
     node:update(encode(instance), function(err) cb(err) end)
-end
+end, later)
 
 --- Removes this session's registration; a node re-created at the same path
 -- by another session stays (ENOTOWNER). cb(err).
-function M.unregister(instance, cb)
-    local bad = check_instance(instance)
-    if bad then
-        return later(function() cb("EINVAL: " .. bad) end)
-    end
+M.unregister = checked(function(instance, cb)
     local path = node_path(instance)
     local node = nodes[path]
     nodes[path] = nil
@@ -161,7 +149,7 @@ function M.unregister(instance, cb)
         end
         cb(nil)
     end)
-end
+end, later)
 
 -- Where `id` is (or would go) in the list sorted by id: index, found.
 local function locate(sorted, id)

@@ -29,4 +29,19 @@ function _M.check(instance)
     return nil
 end
 
+--- Wraps the registry hook `hook(instance, cb)`: an invalid instance is
+-- answered `cb("EINVAL: ...")` through `defer` (so never synchronously, as
+-- every registry answer) and the hook does not run.
+-- @tparam function hook
+-- @tparam function defer `defer(fn)` runs fn on a later loop turn
+function _M.checked(hook, defer)
+    return function(instance, cb)
+        local bad = _M.check(instance)
+        if bad then
+            return defer(function() cb("EINVAL: " .. bad) end)
+        end
+        return hook(instance, cb)
+    end
+end
+
 return _M
