@@ -352,9 +352,15 @@ describe("zk:children_cache #zookeeper #integration", function()
             local u = diffs[#diffs].updated.svc
             assert.equal("v2", u.data)
             assert.not_equal(czxid, u.stat.czxid)
-            -- The paused server dropped its clients when it rejoined: the
-            -- cache saw a disconnect of the same session, not an expiry.
-            assert.same({ "connected:1", "connecting:1", "connected:1" }, states)
+            -- Same session throughout: whether the paused follower drops its
+            -- clients when it rejoins depends on how long the leader waited
+            -- for it (a disconnect, "connecting:1", may or may not appear),
+            -- but the session never expires and stays in generation 1.
+            for _, state in ipairs(states) do
+                assert.is_nil(state:match("^expired"), "session expired")
+                assert.equal("1", state:match(":(%d+)$"))
+            end
+            assert.equal("connected:1", states[#states])
         end)
     end)
 end)
