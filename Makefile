@@ -22,18 +22,20 @@ CC ?= cc
 # plain luajit packages, so disco uses luajit2 from the start.
 DEB_PACKAGES := build-essential pkg-config luajit2 libluajit2-5.1-dev \
   libuv1-dev libzookeeper-mt-dev zookeeper default-jre-headless lua-cjson \
-  lua-busted lua-check luarocks clang-format valgrind
+  lua-busted lua-check luarocks clang-format valgrind libssl-dev \
+  default-jdk-headless
 
 # The C sources of the disco.core Lua module. rockspec/disco-scm-1.rockspec
 # lists the same files; spec/01-unit/rockspec_spec.lua checks that they agree.
 CORE_SRC := core/error.c core/handle.c core/log.c core/loop.c core/queue.c \
   core/queue_probe.c core/signal.c core/timer.c core/fs_event.c \
   core/zk_error.c core/zk_session.c core/zk_request.c core/zk_ephemeral.c \
-  core/zk_cache.c
+  core/zk_cache.c core/digest.c core/revcache.c
 BINDING_SRC := bindings/dl_core.c bindings/dl_pcall.c bindings/dl_loop.c \
   bindings/dl_log.c bindings/dl_handle.c bindings/dl_timer.c \
   bindings/dl_signal.c bindings/dl_fs_event.c bindings/dl_queue.c \
-  bindings/dl_zk.c bindings/dl_zk_ephemeral.c bindings/dl_zk_cache.c
+  bindings/dl_zk.c bindings/dl_zk_ephemeral.c bindings/dl_zk_cache.c \
+  bindings/dl_revcache.c bindings/dl_system.c
 HOST_SRC := bindings/host.c
 CTEST_SRC := $(wildcard core/test/*.c)
 
@@ -62,7 +64,7 @@ endif
 CFLAGS_ALL := -std=c99 -D_GNU_SOURCE -DTHREADED -fPIC $(OPT) $(WARNINGS) \
   $(SAN_FLAGS) -Icore $(UV_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(SAN_FLAGS) $(LDFLAGS)
-LIBS := $(UV_LIBS) $(ZK_LIBS) -lpthread -lm
+LIBS := $(UV_LIBS) $(ZK_LIBS) -lcrypto -lpthread -lm
 
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 BINDING_OBJ := $(BINDING_SRC:%.c=$(BUILD)/obj/%.o)

@@ -38,6 +38,7 @@
 #define DL_ZK_MT "disco.zk"
 #define DL_ZK_EPHEMERAL_MT "disco.zk_ephemeral"
 #define DL_ZK_CACHE_MT "disco.zk_cache"
+#define DL_REVCACHE_MT "disco.revcache"
 
 /* Handle names (for log lines) are cut to this many bytes. */
 #define DL_NAME_MAX 64
@@ -185,5 +186,13 @@ int dl_zk_ephemeral(lua_State *L);
 void dl_zk_ephemeral_register(lua_State *L);
 int dl_zk_children_cache(lua_State *L);
 void dl_zk_cache_register(lua_State *L);
+
+/* dl_revcache.c: the revision cache's metatable and loop:revcache (after
+ * dl_loop_register). */
+void dl_revcache_register(lua_State *L);
+
+/* dl_system.c: the clock and the network interfaces. */
+int dl_time_ms(lua_State *L);
+int dl_interface_addresses(lua_State *L);
 
 #endif /* DL_H */

@@ -89,6 +89,18 @@ static int dl_hrtime(lua_State *L) {
   return 1;
 }
 
+/* core.md5_hex(s) -> 32 lower-case hex digits. `s` may hold any bytes. */
+static int dl_md5_hex(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  char hex[33];
+  int err = disco_md5_hex(s, len, hex);
+  if (err != 0)
+    return dl_push_error(L, err);
+  lua_pushlstring(L, hex, 32);
+  return 1;
+}
+
 static void dl_push_errors_table(lua_State *L) {
   lua_newtable(L);
 #define DL__ERR_FIELD(name, value, msg)                                        \
@@ -106,6 +118,9 @@ static const luaL_Reg dl_functions[] = {
   { "hrtime", dl_hrtime },
   { "set_error_handler", dl_set_error_handler },
   { "callback_errors", dl_callback_errors },
+  { "md5_hex", dl_md5_hex },
+  { "time_ms", dl_time_ms },
+  { "interface_addresses", dl_interface_addresses },
   { NULL, NULL },
 };
 
@@ -121,6 +136,7 @@ int luaopen_disco_core(lua_State *L) {
   dl_zk_register(L);
   dl_zk_ephemeral_register(L);
   dl_zk_cache_register(L);
+  dl_revcache_register(L);
 
   lua_newtable(L);
   luaL_register(L, NULL, dl_functions);

@@ -634,6 +634,184 @@ void disco_zk_cache_stats(const disco_zk_cache_t *cache,
 const char *disco_zk_cache_path(const disco_zk_cache_t *cache);
 void *disco_zk_cache_data(const disco_zk_cache_t *cache);
 
+/* --------------------------------------------------------------- digests */
+
+/* The MD5 of `len` bytes at `data` as 32 lower-case hex digits and a NUL in
+ * `out` (Dubbo's revision format). 0, DISCO_EINVAL for NULL pointers, or
+ * DISCO_EIO if libcrypto fails. */
+int disco_md5_hex(const void *data, size_t len, char out[33]);
+
+/* -------------------------------------------------------- revision cache */
+
+/*
+ * Key (app, revision) -> the canonical MetadataInfo bytes of that revision,
+ * an opaque byte string to the cache. Keys are C strings: `app` 1 to
+ * DISCO_REVCACHE_MAX_APP bytes, `revision` 1 to DISCO_REVCACHE_MAX_REVISION
+ * bytes (else DISCO_EINVAL). Values have an explicit length.
+ *
+ * Each key is in one of three states:
+ * - READY: the bytes are known. Only READY entries count towards the bounds
+ *   (max_entries, and max_bytes over the values' lengths); inserting beyond
+ *   a bound evicts the least recently used READY entries (lookup, want, put
+ *   and resolve make an entry the most recent one), each reported to the
+ *   evict callback.
+ * - FETCHING: the cache called fetch(app, revision) once and waits for the
+ *   owner's disco_revcache_resolve() or disco_revcache_reject(). Every want
+ *   meanwhile joins one waiter list (single flight).
+ * - FAILED: the last fetch was rejected. Every waiter got the error at that
+ *   point. The cache retries by itself on a timer: after the n-th failure
+ *   in a row it waits fast_retry_ms while n <= fast_retries, slow_retry_ms
+ *   after that (Dubbo's default: 3 retries 1 s apart, then every 10 s),
+ *   each delay scaled by a random factor in [1 - jitter, 1 + jitter]. A want
+ *   on a FAILED key starts no fetch: it waits for the next retry's outcome.
+ *   A retry runs even when nobody waits for the key (as Dubbo's does); but
+ *   when a retry that started with no waiter fails and still nobody waits,
+ *   the entry is dropped and retrying stops.
+ * A resolve (or put) of any key makes it READY and completes its waiters
+ * with the bytes; a reject applies only to a FETCHING key.
+ *
+ * Persistence (persist_path set): the READY entries are loaded when the
+ * cache is created. A missing file is an empty cache; a file that is
+ * truncated, has a bad header or checksum, or holds out-of-bounds entries
+ * is ignored with a warning in the log. The file is written, in LRU order,
+ * persist_delay_ms after the first change of the READY set (changes during
+ * that delay are written together), on disco_revcache_save() and on close:
+ * to "<path>.tmp" in the same directory, fsync'ed, then renamed over the
+ * path, so a reader sees the old or the new file, never a mix. Format,
+ * little-endian: "DISCORC\0", u32 version (1), u32 count, u64 payload
+ * length, 32-byte SHA-256 of the payload; the payload is `count` records
+ * { u32 app_len, u32 rev_len, u64 value_len, app, revision, value }.
+ * Writes are synchronous on the loop thread (bounded by max_bytes).
+ *
+ * Callbacks run on the loop thread; the cache may be used from them
+ * (re-entrantly), including closed.
+ */
+typedef struct disco_revcache_s disco_revcache_t;
+
+#define DISCO_REVCACHE_MAX_APP 255
+#define DISCO_REVCACHE_MAX_REVISION 128
+/* Reject messages are cut to this many bytes. */
+#define DISCO_REVCACHE_MAX_MESSAGE 512
+
+typedef enum {
+  DISCO_REVCACHE_EVICT_ENTRIES = 1, /* over max_entries */
+  DISCO_REVCACHE_EVICT_BYTES = 2    /* over max_bytes */
+} disco_revcache_evict_reason_t;
+
+/* "entries", "bytes". */
+const char *
+disco_revcache_evict_reason_name(disco_revcache_evict_reason_t reason);
+
+typedef struct {
+  size_t max_entries;        /* READY entries; default 1000 */
+  size_t max_bytes;          /* sum of READY values; default 64 MiB */
+  unsigned fast_retries;     /* default 3 */
+  uint64_t fast_retry_ms;    /* default 1000; >= 1 */
+  uint64_t slow_retry_ms;    /* default 10000; >= 1 */
+  double jitter;             /* 0 to 1; default 0.2 */
+  const char *persist_path;  /* NULL: memory only (the default); copied */
+  uint64_t persist_delay_ms; /* default 1000 */
+} disco_revcache_options_t;
+
+typedef struct {
+  uint64_t hits;      /* lookups and wants answered from a READY entry */
+  uint64_t misses;    /* the others */
+  uint64_t fetches;   /* fetch callbacks issued, retries included */
+  uint64_t failures;  /* fetches rejected */
+  uint64_t evictions; /* READY entries evicted by the bounds */
+  uint64_t entries;   /* READY entries now */
+  uint64_t bytes;     /* their values' bytes now */
+  uint64_t inflight;  /* FETCHING entries now */
+  uint64_t failed;    /* FAILED entries now (waiting for a retry) */
+} disco_revcache_stats_t;
+
+/* Asks the owner to fetch the key; the owner later calls resolve or reject
+ * (possibly from inside this call). `app` and `revision` are valid only
+ * during the call. */
+typedef void (*disco_revcache_fetch_cb)(disco_revcache_t *cache,
+                                        const char *app, const char *revision);
+/* An entry left because of a bound. May be NULL. */
+typedef void (*disco_revcache_evict_cb)(disco_revcache_t *cache,
+                                        const char *app, const char *revision,
+                                        disco_revcache_evict_reason_t reason);
+/* Completes one want, exactly once: `status` 0 with the value (`bytes`,
+ * `len`), or a DISCO_E* code: the owner's reject code, with its `message`
+ * (may be NULL), or DISCO_ECANCELED when the cache closed. Every pointer is
+ * valid only during the call. */
+typedef void (*disco_revcache_want_cb)(disco_revcache_t *cache, const char *app,
+                                       const char *revision, int status,
+                                       const char *message, const char *bytes,
+                                       size_t len, void *arg);
+
+/* What disco_revcache_want() answers at once. */
+typedef struct {
+  int ready;         /* 1: a hit, the value is below and cb will not run */
+  const char *bytes; /* a hit's value, valid until the next cache call */
+  size_t len;
+} disco_revcache_value_t;
+
+/* Fills `opts` with the defaults above. */
+void disco_revcache_options_init(disco_revcache_options_t *opts);
+/* `opts` NULL: the defaults. `fetch` is required. DISCO_EINVAL for bad
+ * options. Loads the persisted file, if any. The retry and persist timers
+ * keep the loop alive while armed (see disco_revcache_set_ref). */
+int disco_revcache_new(disco_loop_t *loop, const disco_revcache_options_t *opts,
+                       disco_revcache_fetch_cb fetch,
+                       disco_revcache_evict_cb evict,
+                       disco_handle_close_cb close_cb, void *data,
+                       disco_revcache_t **out);
+/* The fast path: 0 with the READY value (counts a hit, bumps the entry),
+ * else DISCO_ENOENT (counts a miss). No callback runs. The value is valid
+ * until the next call that changes the cache. */
+int disco_revcache_lookup(disco_revcache_t *cache, const char *app,
+                          const char *revision, const char **bytes,
+                          size_t *len);
+/*
+ * Asks for a key's value. Returns:
+ * - 0 with out->ready set: a hit, the value is in `out`; cb never runs.
+ * - 0 with out->ready clear: cb runs once, later, with the outcome (never
+ *   from inside this call). On a missing key the fetch callback is issued
+ *   first (single flight); if the owner resolves inside it, this is a hit
+ *   (out->ready set), and if it rejects inside it, cb gets that error on
+ *   the next loop iteration.
+ * - a DISCO_E* code: cb never runs. DISCO_EINVAL for a bad key,
+ *   DISCO_ECLOSED on a closing cache (also when the fetch callback closed
+ *   it), DISCO_ENOMEM, DISCO_EAGAIN when the fetch callback resolved the
+ *   key and something evicted it before want returned (ask again), or the
+ *   reject code when there was no memory to defer it.
+ */
+int disco_revcache_want(disco_revcache_t *cache, const char *app,
+                        const char *revision, disco_revcache_want_cb cb,
+                        void *arg, disco_revcache_value_t *out);
+/* The owner reports a fetch's value: the key becomes READY (whatever its
+ * state), its waiters get the value. DISCO_ERANGE when `len` is over
+ * max_bytes: the key is then rejected with DISCO_ERANGE instead. */
+int disco_revcache_resolve(disco_revcache_t *cache, const char *app,
+                           const char *revision, const char *bytes, size_t len);
+/* The owner reports a failed fetch with a DISCO_E* code (0 or positive
+ * becomes DISCO_EIO) and an optional message (copied, cut). DISCO_ENOENT,
+ * changing nothing, when the key is not FETCHING. */
+int disco_revcache_reject(disco_revcache_t *cache, const char *app,
+                          const char *revision, int err, const char *message);
+/* Inserts a value directly, as resolve does, for metadata known without a
+ * fetch. DISCO_ERANGE when `len` is over max_bytes (nothing changes). */
+int disco_revcache_put(disco_revcache_t *cache, const char *app,
+                       const char *revision, const char *bytes, size_t len);
+/* Writes the persisted file now. DISCO_EINVAL without persist_path, else
+ * 0 or the I/O error. */
+int disco_revcache_save(disco_revcache_t *cache);
+void disco_revcache_stats(const disco_revcache_t *cache,
+                          disco_revcache_stats_t *stats);
+/* Whether the cache's timers alone keep disco_loop_run() going. */
+void disco_revcache_set_ref(disco_revcache_t *cache, int ref);
+/* Idempotent. Stops the timers, completes every waiter with
+ * DISCO_ECANCELED, writes the file if the READY set changed since the last
+ * write; close_cb runs on a later loop iteration, then the cache is freed.
+ * Fetches still out come back to a closed cache: resolve and reject return
+ * DISCO_ECLOSED. */
+void disco_revcache_close(disco_revcache_t *cache);
+void *disco_revcache_data(const disco_revcache_t *cache);
+
 /* ------------------------------------------- queue probe (diagnostic) */
 
 /*

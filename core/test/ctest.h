@@ -173,7 +173,20 @@ char *ctest_capture_end(ctest_capture_t *capture);
   X(zk_close_with_requests)                                                    \
   X(zk_loop_close)                                                             \
   X(zk_handles_close)                                                          \
-  X(zk_ephemeral_state_names)
+  X(zk_ephemeral_state_names)                                                  \
+  X(md5_vectors)                                                               \
+  X(revcache_single_flight)                                                    \
+  X(revcache_sync_answers)                                                     \
+  X(revcache_evict_entries)                                                    \
+  X(revcache_evict_bytes)                                                      \
+  X(revcache_failure_retry)                                                    \
+  X(revcache_retry_policy)                                                     \
+  X(revcache_drop_unwanted)                                                    \
+  X(revcache_persist)                                                          \
+  X(revcache_persist_corrupt)                                                  \
+  X(revcache_close_cancels)                                                    \
+  X(revcache_loop_close)                                                       \
+  X(revcache_invalid)
 
 #define CTEST_DECLARE(name) void test_##name(ctest_t *t);
 CTEST_LIST(CTEST_DECLARE)

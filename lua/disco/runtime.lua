@@ -157,6 +157,63 @@ function runtime:registry(url)
     return self.plugins:load(name, conf)
 end
 
+-- The registry plugin for `registry`: a plugin module already, or a URL
+-- connected now (or earlier: the plugin of its scheme is shared).
+function runtime:registry_of(registry)
+    if type(registry) == "table" then
+        return registry
+    end
+    if type(registry) ~= "string" then
+        return nil, "registry must be a registry URL or plugin, got " .. type(registry)
+    end
+    local parsed, err = registry_url.parse(registry)
+    if not parsed then
+        return nil, err
+    end
+    local loaded = self.plugins:get("registry/" .. parsed.scheme)
+    if loaded then
+        return loaded
+    end
+    return self:registry(registry)
+end
+
+local function with_registry(self, conf, level)
+    if type(conf) ~= "table" then
+        error("configuration must be a table", level + 1)
+    end
+    local registry, err = self:registry_of(conf.registry)
+    if not registry then
+        error("cannot connect to the registry: " .. tostring(err), level + 1)
+    end
+    local copy = {}
+    for k, v in pairs(conf) do
+        copy[k] = v
+    end
+    copy.registry = registry
+    return copy
+end
+
+--- Creates a provider of application `conf.app` on `conf.registry` (a URL
+-- or a registry plugin); see `disco.provider`.
+function runtime:provider(conf)
+    conf = with_registry(self, conf, 2)
+    if conf.mapping == nil then
+        local chain, err = require("disco.mapping").new(self, { registry = conf.registry })
+        if not chain then
+            error("cannot set up the mapping chain: " .. tostring(err), 2)
+        end
+        conf.mapping = chain
+    end
+    return require("disco.provider").new(self, conf)
+end
+
+--- Creates a consumer on `conf.registry` (a URL or a registry plugin); see
+-- `disco.consumer`.
+function runtime:consumer(conf)
+    conf = with_registry(self, conf, 2)
+    return require("disco.consumer").new(self, conf)
+end
+
 --- Hot-reloads plugin "kind/name" (optionally with a new `conf`); on any
 -- failure the old version keeps running and nil, reason is returned.
 function runtime:reload(name, conf)

@@ -219,6 +219,28 @@ function M.watch_config(path, cb)
     return new_watch({ kind = "config", path = path, cb = cb, version = version })
 end
 
+--- cb(err, children): the names under `path` (the next segment of every
+-- config path below it), sorted; nil when there is none and `path` holds
+-- no value, as a missing node.
+function M.list_config(path, cb)
+    local prefix = path:gsub("/+$", "") .. "/"
+    local names, seen = {}, {}
+    for key in pairs(store.configs) do
+        if key:sub(1, #prefix) == prefix then
+            local name = key:sub(#prefix + 1):match("^[^/]+")
+            if name and not seen[name] then
+                seen[name] = true
+                names[#names + 1] = name
+            end
+        end
+    end
+    table.sort(names)
+    if #names == 0 and store:get_config(path) == nil then
+        names = nil
+    end
+    later(function() cb(nil, names) end)
+end
+
 --- Read-modify-write: `fn(old_value)` returns the new value, or nil to
 -- leave it; created when missing. cb(err, value).
 function M.cas_config(path, fn, cb)

@@ -381,6 +381,90 @@ function M.watch_config(path, cb)
     }
 end
 
+--- cb(err, children): the names of the children of `path`, sorted; nil
+-- (without an error) when the path does not exist.
+function M.list_config(path, cb)
+    local ok, err = session:children(path, nil, function(cerr, result)
+        if cerr then
+            if cerr:match("^ENONODE") then
+                return cb(nil, nil)
+            end
+            return cb(cerr)
+        end
+        local names = {}
+        for i, name in ipairs(result.children) do
+            names[i] = name
+        end
+        table.sort(names)
+        cb(nil, names)
+    end)
+    if not ok then
+        later(function() cb(err) end)
+    end
+end
+
+-- Lists `w.path`'s children with a watch and calls the watcher when the
+-- list moved (a missing path is nil); re-arms on every fire, like
+-- arm_config.
+local function arm_children(w)
+    local my_epoch = w.epoch
+    local function rearm()
+        if not w.cancelled and my_epoch == w.epoch then
+            later(function() arm_children(w) end)
+        end
+    end
+    local function deliver(names)
+        if w.cancelled or my_epoch ~= w.epoch then
+            return
+        end
+        local key = names and table.concat(names, "/") or false
+        if not w.initialized then
+            w.initialized, w.key = true, key
+        elseif key ~= w.key then
+            w.key = key
+            w.cb(names)
+        end
+    end
+    local ok = session:children(w.path, { watch = rearm }, function(err, result)
+        if not err then
+            local names = {}
+            for i, name in ipairs(result.children) do
+                names[i] = name
+            end
+            table.sort(names)
+            return deliver(names)
+        end
+        if err:match("^ENONODE") then
+            session:exists(w.path, { watch = rearm }, function(e)
+                if e and e:match("^ENONODE") then
+                    deliver(nil)
+                end
+            end)
+        else
+            ctx:after(500, function() if not w.cancelled then arm_children(w) end end)
+        end
+    end)
+    if not ok then
+        -- Refused without a callback (between an expiry and the next
+        -- handle): try again shortly.
+        ctx:after(500, function() if not w.cancelled and my_epoch == w.epoch then arm_children(w) end end)
+    end
+end
+
+--- cb(children) after each change of the children of `path` (sorted; nil
+-- when it is gone). Returns a handle with `cancel()`.
+function M.watch_config_children(path, cb)
+    local w = { kind = "children", path = path, cb = cb, epoch = 1, initialized = false }
+    watches[w] = true
+    arm_children(w)
+    return {
+        cancel = function()
+            w.cancelled = true
+            watches[w] = nil
+        end,
+    }
+end
+
 --- Read-modify-write with a version check, as Dubbo's mapping does:
 -- `fn(old)` returns the new value or nil to leave it; created when
 -- missing; retried on a conflict. cb(err, value).
@@ -460,6 +544,9 @@ function M.restore(state)
             local old_cache = w.cache
             open_cache(w)
             old_cache:close()
+        elseif w.kind == "children" then
+            w.epoch = w.epoch + 1
+            arm_children(w)
         else
             w.epoch = w.epoch + 1
             arm_config(w)

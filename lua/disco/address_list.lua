@@ -1,0 +1,144 @@
+--- Address lists: the URLs of one subscribed service ID across the
+-- instances of an application (DESIGN.md §2 c3–c4, WIRE.md §6).
+--
+-- Every instance of a revision exports the services of that revision's
+-- MetadataInfo; one URL per matching ServiceInfo per instance is built
+-- from it:
+--   host      the instance's
+--   port      the ServiceInfo's if > 0, else the instance's
+--             `dubbo.endpoints` entry for the protocol, else its port
+--   params    the ServiceInfo's, plus the instance metadata outside the
+--             `dubbo.` namespace that the service does not set itself
+--             (`timestamp`, `heartbeat.timeout`, labels); the discovery
+--             keys (`dubbo.metadata.revision`, `dubbo.endpoints`, ...)
+--             describe the instance, not the service, and stay out
+-- @module disco.address_list
+
+local instance_model = require "disco.instance"
+local metadata_info = require "disco.metadata_info"
+local service_id = require "disco.service_id"
+local url = require "disco.url"
+
+local pairs = pairs
+local setmetatable = setmetatable
+local table_sort = table.sort
+
+local _M = {}
+
+-- info -> { [service id string] = matching ServiceInfos }. Weak: a
+-- MetadataInfo evicted from the consumer takes its templates with it.
+local templates = setmetatable({}, { __mode = "k" })
+-- instance -> { info =, sid =, entries = } so that an unchanged instance
+-- is not rebuilt on every change of its siblings.
+local built = setmetatable({}, { __mode = "k" })
+
+local function matching_services(info, sid, sid_key)
+    local per_info = templates[info]
+    if not per_info then
+        per_info = {}
+        templates[info] = per_info
+    end
+    local list = per_info[sid_key]
+    if not list then
+        list = {}
+        for _, service in pairs(info.services or {}) do
+            if service_id.matches(sid, service) then
+                list[#list + 1] = service
+            end
+        end
+        table_sort(list, function(a, b)
+            return metadata_info.match_key(a) < metadata_info.match_key(b)
+        end)
+        per_info[sid_key] = list
+    end
+    return list
+end
+
+--- The address entries of `inst` for the services of `info` matching `sid`.
+function _M.entries(inst, info, sid, app)
+    local sid_key = service_id.format(sid)
+    local memo = built[inst]
+    if memo and memo.info == info and memo.sid == sid_key then
+        return memo.entries
+    end
+    local entries = {}
+    for _, service in ipairs(matching_services(info, sid, sid_key)) do
+        local port = tonumber(service.port)
+        if not port or port <= 0 then
+            port = instance_model.endpoint_port(inst, service.protocol or "dubbo") or inst.port
+        end
+        local params = {}
+        for k, v in pairs(inst.metadata or {}) do
+            if k:sub(1, 6) ~= "dubbo." and k ~= instance_model.META_V then
+                params[k] = v
+            end
+        end
+        for k, v in pairs(service.params or {}) do
+            params[k] = v
+        end
+        local path = service.path or service.name
+        local protocol = service.protocol or "dubbo"
+        local u = url.new({ protocol = protocol, host = inst.host, port = port,
+                            path = path, params = params })
+        entries[#entries + 1] = {
+            url = u:to_string(),
+            host = inst.host,
+            port = port,
+            protocol = protocol,
+            path = path,
+            app = app,
+            instance = inst,
+            service = service,
+        }
+    end
+    built[inst] = { info = info, sid = sid_key, entries = entries }
+    return entries
+end
+
+--- Adds to `set` (url -> entry) the entries of every instance of `state`
+-- (a consumer's application state: `name`, `instances`, `last_info`).
+-- `known(revision)` answers the MetadataInfo of a revision or nil; an
+-- instance whose revision is not known yet keeps the MetadataInfo it was
+-- last resolved with (so a failed fetch never removes it), or is left out.
+function _M.collect(set, state, sid, known)
+    local last_info = state.last_info
+    for _, inst in ipairs(state.instances) do
+        local revision = instance_model.revision(inst)
+        local id = inst.id or (inst.host .. ":" .. inst.port)
+        local info = revision and revision ~= "0" and known(revision) or nil
+        if info then
+            last_info[id] = info
+        else
+            info = last_info[id]
+        end
+        if info then
+            for _, entry in ipairs(_M.entries(inst, info, sid, state.name)) do
+                set[entry.url] = entry
+            end
+        end
+    end
+end
+
+--- The difference from `old` to `new` (url -> entry sets): `{added =,
+-- removed =}` (each sorted by URL), and `new` as a list sorted by URL.
+function _M.diff(old, new)
+    local added, removed, sorted = {}, {}, {}
+    for u, entry in pairs(new) do
+        sorted[#sorted + 1] = entry
+        if not old[u] then
+            added[#added + 1] = entry
+        end
+    end
+    for u, entry in pairs(old) do
+        if not new[u] then
+            removed[#removed + 1] = entry
+        end
+    end
+    local function by_url(a, b) return a.url < b.url end
+    table_sort(sorted, by_url)
+    table_sort(added, by_url)
+    table_sort(removed, by_url)
+    return { added = added, removed = removed }, sorted
+end
+
+return _M

@@ -1,0 +1,451 @@
+--- The consumer flow: from a Dubbo service ID to its address list
+-- (DESIGN.md §2, c1–c4).
+--
+--    c1 resolve the service ID to applications (the mapping chain, live)
+--    c2 list and watch each application's instances (the registry)
+--    c3 group instances by revision; fetch each unknown (app, revision)
+--       once, from one randomly chosen instance of it, through the revision
+--       cache (single flight, retried with backoff by the cache itself)
+--    c4 build every instance's URLs from its revision's MetadataInfo,
+--       keep those of the subscribed service ID, and call the listener
+--       with the diff and the full list, only when the list changed
+--
+-- Safety: an instance whose revision cannot be read yet is left out, and
+-- added when a retry succeeds; an instance that had been resolved keeps
+-- its last resolved URLs while its new revision cannot be read, so a
+-- failed fetch never removes an address.
+--
+--    local c = rt:consumer{ registry = rt:registry("zookeeper://127.0.0.1:2181") }
+--    local sub = c:subscribe("dubbo:com.acme.Cart:1.0.0", function(diff, list)
+--        for _, node in ipairs(list) do print(node.url) end
+--    end)
+-- @module disco.consumer
+
+local address_list = require "disco.address_list"
+local fetch = require "disco.metadata.fetch"
+local instance_model = require "disco.instance"
+local mapping = require "disco.mapping"
+local metadata_info = require "disco.metadata_info"
+local service_id = require "disco.service_id"
+
+local math_random = math.random
+local pairs = pairs
+local tostring = tostring
+
+local _M = {}
+local consumer = {}
+consumer.__index = consumer
+local subscription = {}
+subscription.__index = subscription
+
+--- How many instances of a revision one fetch attempt tries before the
+-- attempt counts as failed (the revision cache retries it later).
+_M.INSTANCES_PER_ATTEMPT = 3
+
+local CACHE_OPTIONS = { "max_entries", "max_bytes", "fast_retries", "fast_retry_ms",
+                        "slow_retry_ms", "jitter", "persist_path", "persist_delay_ms" }
+
+--- Creates a consumer (use `rt:consumer(conf)`).
+-- @tparam disco.runtime rt
+-- @tparam table conf `registry` (the registry plugin, required),
+-- `mapping` (a `disco.mapping` chain; default: the default chain on that
+-- registry), `metadata_group` ("dubbo"), `cache` (revision cache options:
+-- `max_entries`, `max_bytes`, `fast_retries`, `fast_retry_ms`,
+-- `slow_retry_ms`, `jitter`, `persist_path`), `fetchers` (storage type ->
+-- `fetch(instance, app, revision, cb)`, replacing the defaults),
+-- `subscribed_services` (the fallback application list)
+function _M.new(rt, conf)
+    if type(conf) ~= "table" then
+        error("consumer configuration must be a table", 2)
+    end
+    local registry = conf.registry
+    if type(registry) ~= "table" or type(registry.watch_instances) ~= "function" then
+        error("consumer 'registry' must be a registry plugin (rt:registry(url))", 2)
+    end
+    local group = conf.metadata_group or "dubbo"
+    local self = setmetatable({
+        rt = rt,
+        registry = registry,
+        log = rt:logger("consumer"),
+        apps = {}, -- app -> state
+        subs = {},
+        decoded = {}, -- "app\0revision" -> MetadataInfo
+        stats = { fetch_calls = 0, fetch_errors = 0, invalid_metadata = 0 },
+        closed = false,
+    }, consumer)
+    local chain = conf.mapping
+    if not chain then
+        local merr
+        chain, merr = mapping.new(rt, { registry = registry,
+                                        subscribed_services = conf.subscribed_services })
+        if not chain then
+            error("cannot set up the mapping chain: " .. tostring(merr), 2)
+        end
+    end
+    self.mapping = chain
+    self.fetchers = {
+        remote = fetch.remote(registry, group),
+        ["local"] = fetch.local_service(function(fn) rt:after(0, fn) end),
+    }
+    for storage, fn in pairs(conf.fetchers or {}) do
+        self.fetchers[storage] = fn
+    end
+    local cache_conf = {
+        fetch = function(app, revision) self:fetch(app, revision) end,
+        on_evict = function(app, revision) self.decoded[app .. "\0" .. revision] = nil end,
+    }
+    for _, key in ipairs(CACHE_OPTIONS) do
+        if conf.cache and conf.cache[key] ~= nil then
+            cache_conf[key] = conf.cache[key]
+        end
+    end
+    local cache, err = rt.loop:revcache(cache_conf)
+    if not cache then
+        error("cannot create the revision cache: " .. tostring(err), 2)
+    end
+    self.cache = cache
+    rt:emit("ServiceDiscoveryInitialized", { role = "consumer" })
+    return self
+end
+
+local function key_of(app, revision)
+    return app .. "\0" .. revision
+end
+
+-- The decoded MetadataInfo of (app, revision) if the cache holds it.
+function consumer:known(app, revision)
+    local key = key_of(app, revision)
+    local info = self.decoded[key]
+    if info then
+        return info
+    end
+    local bytes = self.cache:lookup(app, revision)
+    if bytes then
+        info = metadata_info.from_json(bytes)
+        self.decoded[key] = info
+    end
+    return info
+end
+
+-- The revision cache's fetch callback: one attempt at reading (app,
+-- revision) from up to INSTANCES_PER_ATTEMPT random instances of it.
+function consumer:fetch(app, revision)
+    local state = self.apps[app]
+    local candidates = {}
+    for _, inst in ipairs(state and state.by_revision[revision] or {}) do
+        candidates[#candidates + 1] = inst
+    end
+    -- A random order spreads the reads over the instances of a revision.
+    for i = #candidates, 2, -1 do
+        local j = math_random(i)
+        candidates[i], candidates[j] = candidates[j], candidates[i]
+    end
+    local tries = math.min(#candidates, _M.INSTANCES_PER_ATTEMPT)
+    if tries == 0 then
+        return self.cache:reject(app, revision, "no instance of " .. app
+                                 .. " has revision " .. revision .. " any more", "ENOENT")
+    end
+    local reasons = {}
+    local function try(i)
+        if self.closed then
+            return
+        end
+        if i > tries then
+            return self.cache:reject(app, revision, table.concat(reasons, "; "))
+        end
+        local inst = candidates[i]
+        local storage = instance_model.storage_type(inst)
+        local fetcher = self.fetchers[storage]
+        if not fetcher then
+            reasons[#reasons + 1] = "EINVAL: no fetcher for storage type " .. storage
+            return try(i + 1)
+        end
+        self.stats.fetch_calls = self.stats.fetch_calls + 1
+        fetcher(inst, app, revision, function(err, json)
+            if self.closed then
+                return
+            end
+            local info
+            if not err then
+                local why
+                info, why = metadata_info.from_json(json)
+                if not info then
+                    err = "EINVAL: metadata of " .. app .. " revision " .. revision
+                        .. " from " .. inst.host .. ":" .. inst.port .. " is invalid: " .. tostring(why)
+                    self.stats.invalid_metadata = self.stats.invalid_metadata + 1
+                elseif info.app ~= app then
+                    err = "EINVAL: metadata from " .. inst.host .. ":" .. inst.port
+                        .. " is of application " .. tostring(info.app) .. ", not " .. app
+                    info = nil
+                end
+            end
+            if err then
+                self.stats.fetch_errors = self.stats.fetch_errors + 1
+                reasons[#reasons + 1] = inst.host .. ":" .. inst.port .. ": " .. tostring(err)
+                return try(i + 1)
+            end
+            -- The revision is the provider's name for it: stored under the
+            -- key consumers look it up by, whatever algorithm made it.
+            info.revision = revision
+            self.decoded[key_of(app, revision)] = info
+            self.cache:resolve(app, revision, info:to_json())
+        end)
+    end
+    try(1)
+end
+
+-- Asks the cache for (app, revision) until it is read or no longer needed.
+function consumer:want(state, revision)
+    if state.wanted[revision] then
+        return
+    end
+    state.wanted[revision] = true
+    if not state.tried[revision] then
+        -- The first list waits for the first attempt at every revision.
+        state.pending[revision] = true
+    end
+    local app = state.name
+    local bytes, werr = self.cache:want(app, revision, function(err)
+        state.wanted[revision] = nil
+        state.pending[revision], state.tried[revision] = nil, true
+        if self.closed or state.detached then
+            return
+        end
+        if err then
+            if err:match("^ECANCELED") then
+                return
+            end
+            self.log:warn("metadata of %s revision %s not read yet (retrying): %s", app, revision, err)
+            self.rt:emit("ServiceDiscoveryException", { error = err, app = app, revision = revision })
+            -- Still needed? Then wait for the cache's next retry.
+            if state.by_revision[revision] then
+                self:want(state, revision)
+            end
+            return
+        end
+        self:known(app, revision)
+        self:refresh(state)
+    end)
+    if bytes or werr then
+        state.wanted[revision] = nil
+        state.pending[revision], state.tried[revision] = nil, true
+    end
+    if bytes then
+        self:known(app, revision)
+    elseif werr then
+        self.log:error("metadata of %s revision %s cannot be asked for: %s", app, revision, werr)
+    end
+end
+
+-- The registry's news about an application.
+function consumer:on_instances(state, diff, instances)
+    state.instances = instances
+    local by_revision = {}
+    for _, inst in ipairs(instances) do
+        local revision = instance_model.revision(inst)
+        if revision and revision ~= "0" then
+            local group = by_revision[revision]
+            if not group then
+                group = {}
+                by_revision[revision] = group
+            end
+            group[#group + 1] = inst
+        end
+    end
+    state.by_revision = by_revision
+    for _, inst in ipairs(diff.removed or {}) do
+        state.last_info[inst.id or (inst.host .. ":" .. inst.port)] = nil
+    end
+    self.rt:emit("ServiceInstancesChanged", { service_name = state.name, instances = instances,
+                                              diff = diff })
+    for revision in pairs(by_revision) do
+        if not self:known(state.name, revision) then
+            self:want(state, revision)
+        end
+    end
+    self:refresh(state)
+end
+
+-- Rebuilds the lists of every subscription reading `state`'s app.
+function consumer.refresh(_, state)
+    state.ready = true
+    for sub in pairs(state.subs) do
+        sub:rebuild()
+    end
+end
+
+function consumer:attach(app, sub)
+    local state = self.apps[app]
+    if not state then
+        state = { name = app, subs = {}, instances = {}, by_revision = {}, wanted = {},
+                  pending = {}, tried = {}, last_info = {}, ready = false }
+        self.apps[app] = state
+        state.watch = self.registry.watch_instances(app, function(diff, instances)
+            if not self.closed and not state.detached then
+                self:on_instances(state, diff, instances)
+            end
+        end)
+    end
+    state.subs[sub] = true
+end
+
+function consumer:detach(app, sub)
+    local state = self.apps[app]
+    if not state then
+        return
+    end
+    state.subs[sub] = nil
+    if next(state.subs) == nil then
+        state.detached = true
+        state.watch.cancel()
+        self.apps[app] = nil
+    end
+end
+
+--- Subscribes to a Dubbo service ID (`protocol:interface[:version][:group]`).
+-- `on_change(diff, list)` is called with the first list once the
+-- applications are known and their instances read, then after every real
+-- change: `diff.added` and `diff.removed` hold address entries, `list` all
+-- of them sorted by URL. An entry: `url` (string), `host`, `port`,
+-- `protocol`, `path`, `app`, `instance`, `service` (its ServiceInfo).
+-- `opts.provided_by`: application names that win over the mapping.
+-- @treturn table the subscription (`:list()`, `:apps()`, `:cancel()`)
+function consumer:subscribe(id, on_change, opts)
+    local sid, err = service_id.parse(id)
+    if not sid then
+        error("subscribe: " .. tostring(err), 2)
+    end
+    if type(on_change) ~= "function" then
+        error("subscribe: on_change must be a function", 2)
+    end
+    local sub = setmetatable({
+        consumer = self,
+        id = service_id.format(sid),
+        sid = sid,
+        on_change = on_change,
+        app_set = {},
+        current = {}, -- url -> entry
+        sorted = {},
+        delivered = false,
+        cancelled = false,
+    }, subscription)
+    self.subs[sub] = true
+    self.rt:emit("ReferenceConfigInitialized", { service_id = sub.id })
+    local params = { provided_by = opts and opts.provided_by }
+    sub.mapping_handle = self.mapping:subscribe(sid, params, function(apps)
+        if not sub.cancelled and not self.closed then
+            sub:set_apps(apps or {})
+        end
+    end)
+    return sub
+end
+
+function subscription:set_apps(apps)
+    local consumer_ = self.consumer
+    local wanted = {}
+    for _, app in ipairs(apps) do
+        wanted[app] = true
+    end
+    for app in pairs(self.app_set) do
+        if not wanted[app] then
+            self.app_set[app] = nil
+            consumer_:detach(app, self)
+        end
+    end
+    for app in pairs(wanted) do
+        if not self.app_set[app] then
+            self.app_set[app] = true
+            consumer_:attach(app, self)
+        end
+    end
+    self.mapped = true
+    self:rebuild()
+end
+
+--- The applications this subscription reads, sorted.
+function subscription:apps()
+    local list = {}
+    for app in pairs(self.app_set) do
+        list[#list + 1] = app
+    end
+    table.sort(list)
+    return list
+end
+
+--- The current address list (sorted by URL).
+function subscription:list()
+    return self.sorted
+end
+
+-- Recomputes the list; calls the listener when it changed (or for the
+-- first time, once every application has been read).
+function subscription:rebuild()
+    if self.cancelled or not self.mapped then
+        return
+    end
+    local consumer_ = self.consumer
+    local next_set = {}
+    for app in pairs(self.app_set) do
+        local state = consumer_.apps[app]
+        -- The first list waits for every application's first read and the
+        -- first attempt at each of its revisions.
+        if not self.delivered and (not state.ready or next(state.pending) ~= nil) then
+            return
+        end
+        address_list.collect(next_set, state, self.sid, function(revision)
+            return consumer_:known(app, revision)
+        end)
+    end
+    local diff, sorted = address_list.diff(self.current, next_set)
+    if self.delivered and #diff.added == 0 and #diff.removed == 0 then
+        return
+    end
+    self.current, self.sorted, self.delivered = next_set, sorted, true
+    local ok, err = pcall(self.on_change, diff, sorted)
+    if not ok then
+        consumer_.log:error("listener of %s failed: %s", self.id, tostring(err))
+    end
+end
+
+--- Ends the subscription; its applications are no longer watched unless
+-- another subscription reads them.
+function subscription:cancel()
+    if self.cancelled then
+        return
+    end
+    self.cancelled = true
+    local consumer_ = self.consumer
+    if self.mapping_handle then
+        self.mapping_handle:cancel()
+    end
+    for app in pairs(self.app_set) do
+        consumer_:detach(app, self)
+    end
+    consumer_.subs[self] = nil
+    consumer_.rt:emit("ReferenceConfigDestroyed", { service_id = self.id })
+end
+
+--- Metadata reads and the revision cache's counters.
+function consumer:counters()
+    local c = self.cache:stats()
+    c.fetch_calls = self.stats.fetch_calls
+    c.fetch_errors = self.stats.fetch_errors
+    c.invalid_metadata = self.stats.invalid_metadata
+    return c
+end
+
+--- Cancels every subscription and closes the revision cache (which saves
+-- it when persistent). Idempotent.
+function consumer:close()
+    if self.closed then
+        return
+    end
+    for sub in pairs(self.subs) do
+        sub:cancel()
+    end
+    self.closed = true
+    self.cache:close()
+    self.rt:emit("ServiceDiscoveryDestroyed", { role = "consumer" })
+end
+
+return _M

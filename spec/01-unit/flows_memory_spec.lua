@@ -1,0 +1,266 @@
+-- The provider and consumer flows on the in-process memory registry, with
+-- local storage served by the in-process MetadataService: the steps and
+-- their events, updates, stops, vetoes, mapping through the registry, URL
+-- building and change-only notifications.
+local disco = require "disco"
+local address_list = require "disco.address_list"
+local metadata_info = require "disco.metadata_info"
+local service_id = require "disco.service_id"
+local regspec = require "spec.support.registry"
+local run_all = regspec.run_all
+
+local IFACE = "com.acme.Cart"
+local SID = "dubbo:" .. IFACE .. ":1.0.0"
+
+local store_seq = 0
+
+describe("flows on the memory registry", function()
+    local rt, url, seen
+
+    before_each(function()
+        store_seq = store_seq + 1
+        url = "memory://flows" .. store_seq
+        rt = disco.runtime({ plugin_watch = false, log_level = "error" })
+        seen = {}
+        rt:on("*", function(event) seen[#seen + 1] = event.type end)
+    end)
+
+    after_each(function()
+        rt:close()
+    end)
+
+    local function wait(pred, ms)
+        return run_all({ rt }, pred, ms or 5000)
+    end
+
+    local function call(fn)
+        local done, err = false, nil
+        fn(function(e) done, err = true, e end)
+        assert.is_true(wait(function() return done end), "no answer")
+        return err
+    end
+
+    local function provider(app, port, extra)
+        local conf = { registry = url, app = app, host = "127.0.0.1", port = port }
+        for k, v in pairs(extra or {}) do
+            conf[k] = v
+        end
+        local p = rt:provider(conf)
+        p:export({ interface = IFACE, version = "1.0.0", methods = { "remove", "add" } })
+        return p
+    end
+
+    local function index_of(list, value, from)
+        for i = from or 1, #list do
+            if list[i] == value then
+                return i
+            end
+        end
+    end
+
+    it("publishes an application and resolves it through the mapping it wrote", function()
+        local p = provider("shop", 20880)
+        assert.is_nil(call(function(cb) p:start(cb) end))
+        local exported = index_of(seen, "ServiceConfigExported")
+        local pre = index_of(seen, "ServiceInstancePreRegistered")
+        local registered = index_of(seen, "ServiceInstanceRegistered")
+        assert.is_truthy(exported and pre and registered)
+        assert.is_true(exported < pre and pre < registered)
+        assert.matches("^%x+$", p.revision)
+        assert.equal(32, #p.revision)
+        assert.equal(p.revision, p.instance.metadata["dubbo.metadata.revision"])
+        assert.equal("local", p.instance.metadata["dubbo.metadata.storage-type"])
+        assert.equal('[{"port":20880,"protocol":"dubbo"}]', p.instance.metadata["dubbo.endpoints"])
+
+        local c = rt:consumer({ registry = url })
+        local last
+        c:subscribe(SID, function(_, list) last = list end)
+        assert.is_true(wait(function() return last and #last == 1 end))
+        local entry = last[1]
+        assert.equal("shop", entry.app)
+        assert.equal(20880, entry.port)
+        assert.matches("^dubbo://127%.0%.0%.1:20880/com%.acme%.Cart%?", entry.url)
+        assert.matches("methods=add,remove", entry.url, 1, true)
+        assert.matches("version=1.0.0", entry.url, 1, true)
+        assert.truthy(index_of(seen, "ReferenceConfigInitialized"))
+        assert.truthy(index_of(seen, "ServiceInstancesChanged"))
+        assert.equal(1, c:counters().fetch_calls)
+    end)
+
+    it("publishes a change of exports as a new revision, updated in place", function()
+        local p = provider("shop", 20880)
+        assert.is_nil(call(function(cb) p:start(cb) end))
+        local first = p.revision
+        local c = rt:consumer({ registry = url })
+        local orders
+        c:subscribe("dubbo:com.acme.Order", function(_, list) orders = list end, { provided_by = { "shop" } })
+        assert.is_true(wait(function() return orders ~= nil end))
+        assert.equal(0, #orders)
+
+        p:export({ interface = "com.acme.Order", methods = { "place" } })
+        assert.is_nil(call(function(cb) p:update(cb) end))
+        assert.are_not.equal(first, p.revision)
+        assert.is_true(wait(function() return #orders == 1 end))
+        assert.matches("^dubbo://127%.0%.0%.1:20880/com%.acme%.Order%?", orders[1].url)
+        -- The previous revision stays servable for consumers that saw it.
+        assert.truthy(require("disco.metadata.service").lookup("127.0.0.1", 20880, "shop", first))
+    end)
+
+    it("stops: the instance goes and the consumer's list empties", function()
+        local p = provider("shop", 20880)
+        assert.is_nil(call(function(cb) p:start(cb) end))
+        local c = rt:consumer({ registry = url })
+        local last, removed = nil, 0
+        c:subscribe(SID, function(diff, list)
+            last = list
+            removed = removed + #diff.removed
+        end)
+        assert.is_true(wait(function() return last and #last == 1 end))
+        assert.is_nil(call(function(cb) p:stop(cb) end))
+        assert.is_true(wait(function() return #last == 0 end))
+        assert.equal(1, removed)
+        local pre = index_of(seen, "ServiceInstancePreUnregistered")
+        local done = index_of(seen, "ServiceInstanceUnregistered")
+        assert.is_true(pre ~= nil and done ~= nil and pre < done)
+    end)
+
+    it("fails fast when a PreRegistered listener vetoes: nothing registered, nothing mapped", function()
+        rt:on("ServiceInstancePreRegistered", function() return false, "maintenance window" end)
+        local p = provider("shop", 20880)
+        local err = call(function(cb) p:start(cb) end)
+        assert.matches("^EVETOED: maintenance window", err)
+        assert.truthy(index_of(seen, "ServiceDiscoveryException"))
+        assert.is_nil(index_of(seen, "ServiceInstanceRegistered"))
+        local registry = rt:registry_of(url)
+        local _, value = regspec.call({ rt }, registry.get_config, "/dubbo/mapping/" .. IFACE)
+        assert.is_nil(value)
+    end)
+
+    it("lets PreRegistered listeners add instance metadata", function()
+        rt:on("ServiceInstancePreRegistered", function(event)
+            event.instance.metadata.zone = "eu-1"
+        end)
+        local p = provider("shop", 20880)
+        assert.is_nil(call(function(cb) p:start(cb) end))
+        local c = rt:consumer({ registry = url })
+        local last
+        c:subscribe(SID, function(_, list) last = list end)
+        assert.is_true(wait(function() return last and #last == 1 end))
+        assert.equal("eu-1", last[1].instance.metadata.zone)
+        -- Instance labels reach the URL; the discovery keys do not.
+        assert.matches("zone=eu-1", last[1].url, 1, true)
+        assert.is_nil(last[1].url:find("dubbo.metadata", 1, true))
+    end)
+
+    it("calls the listener only when the address list really changed", function()
+        local p = provider("shop", 20880)
+        assert.is_nil(call(function(cb) p:start(cb) end))
+        local c = rt:consumer({ registry = url })
+        local calls = 0
+        c:subscribe(SID, function() calls = calls + 1 end)
+        assert.is_true(wait(function() return calls == 1 end))
+        -- Re-writing the same registration changes nothing a consumer sees.
+        local registry = rt:registry_of(url)
+        assert.is_nil(call(function(cb) registry.update(p.instance, cb) end))
+        wait(function() return false end, 200)
+        assert.equal(1, calls)
+    end)
+
+    it("groups instances by revision: many instances, one fetch per revision", function()
+        for i = 1, 30 do
+            local p = rt:provider({ registry = url, app = "shop", host = "127.0.0.1", port = 30000 + i,
+                                    revision_port = false })
+            p:export({ interface = IFACE, version = "1.0.0", params = { shard = tostring(i % 2) } })
+            assert.is_nil(call(function(cb) p:start(cb) end))
+        end
+        local c = rt:consumer({ registry = url })
+        local last
+        c:subscribe(SID, function(_, list) last = list end)
+        assert.is_true(wait(function() return last and #last == 30 end))
+        assert.equal(2, c:counters().fetch_calls)
+        -- Each URL has its own instance's port, from dubbo.endpoints.
+        for _, entry in ipairs(last) do
+            assert.equal(entry.instance.port, entry.port)
+            assert.matches(":" .. entry.port .. "/", entry.url, 1, true)
+        end
+    end)
+
+    it("gives instances on different ports different revisions by default, as Dubbo 3.1.1+", function()
+        local a = provider("shop", 30001)
+        local b = provider("shop", 30002)
+        assert.is_nil(call(function(cb) a:start(cb) end))
+        assert.is_nil(call(function(cb) b:start(cb) end))
+        assert.are_not.equal(a.revision, b.revision)
+    end)
+
+    it("rejects a bad service ID and a bad configuration with clear errors", function()
+        local c = rt:consumer({ registry = url })
+        assert.has_error(function() c:subscribe("com.acme.Cart", function() end) end)
+        assert.has_error(function() rt:provider({ registry = url, app = "a/b", host = "127.0.0.1" }) end,
+                         "provider 'app' must be an application name without '/' or ','")
+        assert.has_error(function() rt:consumer({ registry = "nope://x" }) end)
+    end)
+end)
+
+describe("address_list", function()
+    local function info_with(service)
+        local info = metadata_info.new("shop")
+        info:add(metadata_info.service(service))
+        return info
+    end
+
+    it("takes the port from the ServiceInfo, else dubbo.endpoints, else the instance", function()
+        local sid = assert(service_id.parse("tri:com.acme.Cart"))
+        local endpoints = '[{"port":20880,"protocol":"dubbo"},{"port":50051,"protocol":"tri"}]'
+        local inst = { name = "shop", host = "127.0.0.1", port = 20880, id = "127.0.0.1:20880",
+                       metadata = { ["dubbo.endpoints"] = endpoints } }
+        local with_port = info_with({ name = "com.acme.Cart", protocol = "tri", port = 50052 })
+        assert.equal(50052, address_list.entries(inst, with_port, sid, "shop")[1].port)
+        local without = info_with({ name = "com.acme.Cart", protocol = "tri", port = -1 })
+        assert.equal(50051, address_list.entries(inst, without, sid, "shop")[1].port)
+        local bare = { name = "shop", host = "127.0.0.1", port = 20880, metadata = {} }
+        assert.equal(20880, address_list.entries(bare, without, sid, "shop")[1].port)
+    end)
+
+    it("keeps only the services matching the service ID", function()
+        local info = metadata_info.new("shop")
+        info:add(metadata_info.service({ name = "com.acme.Cart", version = "1.0.0", port = 1 }))
+        info:add(metadata_info.service({ name = "com.acme.Cart", version = "2.0.0", port = 2 }))
+        info:add(metadata_info.service({ name = "com.acme.Cart", version = "1.0.0", group = "g", port = 3 }))
+        local inst = { name = "shop", host = "h", port = 9, metadata = {} }
+        local function ports(id)
+            local out = {}
+            for _, entry in ipairs(address_list.entries(inst, info, assert(service_id.parse(id)), "shop")) do
+                out[#out + 1] = entry.port
+            end
+            return out
+        end
+        assert.same({ 1 }, ports("dubbo:com.acme.Cart:1.0.0"))
+        assert.same({ 2 }, ports("dubbo:com.acme.Cart:2.0.0"))
+        assert.same({ 3 }, ports("dubbo:com.acme.Cart:1.0.0:g"))
+        assert.same({}, ports("tri:com.acme.Cart:1.0.0"))
+    end)
+
+    it("keeps an instance's last resolved MetadataInfo while its new revision is unknown", function()
+        local info = info_with({ name = "com.acme.Cart", port = 7 })
+        local sid = assert(service_id.parse("dubbo:com.acme.Cart"))
+        local inst = { name = "shop", host = "h", port = 9, id = "h:9",
+                       metadata = { ["dubbo.metadata.revision"] = "r1" } }
+        local state = { name = "shop", instances = { inst }, last_info = {} }
+        local set = {}
+        address_list.collect(set, state, sid, function(rev) return rev == "r1" and info or nil end)
+        assert.is_not_nil(next(set))
+        local moved = { name = "shop", host = "h", port = 9, id = "h:9",
+                        metadata = { ["dubbo.metadata.revision"] = "r2" } }
+        state.instances = { moved }
+        local again = {}
+        address_list.collect(again, state, sid, function() return nil end)
+        assert.is_not_nil(next(again))
+        -- A new instance with an unknown revision is left out.
+        state.instances = { { name = "shop", host = "h", port = 10, id = "h:10",
+                              metadata = { ["dubbo.metadata.revision"] = "r3" } } }
+        local none = {}
+        address_list.collect(none, state, sid, function() return nil end)
+        assert.is_nil(next(none))
+    end)
+end)
