@@ -130,6 +130,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/zk_floor
 	BUILD=$(BUILD) $(HOST) run bench/zk_cold_discovery.lua $(BENCH_N)
 	BUILD=$(BUILD) $(HOST) run bench/zk_notify_latency.lua
+	BUILD=$(BUILD) $(HOST) run bench/flows_subscribe.lua
 
 # test and demo install missing packages first, then build in a fresh make
 # so that the pkg-config flags above are read after the install.

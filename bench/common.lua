@@ -60,12 +60,14 @@ function _M.instance(app, i)
     }
 end
 
---- Creates n persistent instance nodes under /services/app, pipelined.
-function _M.populate(loop, session, app, n)
+--- Creates n persistent instance nodes under /services/app, pipelined;
+-- instance i is `make(app, i)` (default `_M.instance`).
+function _M.populate(loop, session, app, n, make)
+    make = make or _M.instance
     local done, failed, inflight, next_i = 0, 0, 0, 0
     local function pump()
         while inflight < 2000 and next_i < n do
-            local inst = _M.instance(app, next_i)
+            local inst = make(app, next_i)
             next_i = next_i + 1
             inflight = inflight + 1
             session:create("/services/" .. app .. "/" .. inst.host .. ":" .. inst.port,

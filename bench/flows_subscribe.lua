@@ -15,7 +15,6 @@ local disco = require "disco"
 local address_list = require "disco.address_list"
 local metadata_info = require "disco.metadata_info"
 local instance_model = require "disco.instance"
-local zk_instance = require "disco.registry.zk_instance"
 
 local N = tonumber(arg[1]) or 10000
 local RUNS = tonumber(arg[2]) or 5
@@ -39,38 +38,28 @@ local function revisions()
     return list
 end
 
+-- Instance i: 127.0.0.1, port 20000 + i, in revision i % 3.
+local function instance_maker(infos)
+    return function(app, i)
+        local inst = instance_model.new({ name = app, host = "127.0.0.1", port = 20000 + i,
+                                          metadata = { timestamp = tostring(1700000000000 + i) } })
+        instance_model.set_revision(inst, infos[i % 3 + 1].revision)
+        instance_model.set_storage_type(inst, "remote")
+        instance_model.set_endpoints(inst, { { port = 20000 + i, protocol = "dubbo" } })
+        inst.registration_time = 1700000000000 + i
+        return inst
+    end
+end
+
+-- The instances, and each revision's MetadataInfo in the metadata report.
 local function populate(loop, session, infos)
-    local done, failed, inflight, next_i = 0, 0, 0, 0
-    local function pump()
-        while inflight < 2000 and next_i < N do
-            local i = next_i
-            next_i = next_i + 1
-            local inst = instance_model.new({ name = APP, host = "127.0.0.1", port = 20000 + i,
-                                              metadata = { timestamp = tostring(1700000000000 + i) } })
-            instance_model.set_revision(inst, infos[i % 3 + 1].revision)
-            instance_model.set_storage_type(inst, "remote")
-            instance_model.set_endpoints(inst, { { port = 20000 + i, protocol = "dubbo" } })
-            inst.registration_time = 1700000000000 + i
-            inflight = inflight + 1
-            session:create("/services/" .. APP .. "/127.0.0.1:" .. (20000 + i), zk_instance.encode(inst),
-                           { parents = true }, function(err)
-                inflight = inflight - 1
-                done = done + 1
-                if err and not err:match("^ENODEEXISTS") then
-                    failed = failed + 1
-                end
-                pump()
-            end)
-        end
-    end
-    pump()
+    common.populate(loop, session, APP, N, instance_maker(infos))
+    local pending = #infos
     for _, info in ipairs(infos) do
-        inflight = inflight + 1
         session:create("/dubbo/metadata/" .. APP .. "/" .. info.revision, info:to_json(),
-                       { parents = true }, function() inflight = inflight - 1 end)
+                       { parents = true }, function() pending = pending - 1 end)
     end
-    common.wait(loop, function() return done == N and inflight == 0 end, 300000, "populate")
-    assert(failed == 0, failed .. " creates failed")
+    common.wait(loop, function() return pending == 0 end, 60000, "metadata")
 end
 
 common.run(rt, function(zk)
@@ -86,7 +75,7 @@ common.run(rt, function(zk)
         local registry = assert(crt:registry("zookeeper://" .. zk.connect_string))
         common.wait(crt.loop, function() return registry.session():state() == "connected" end,
                     20000, "consumer connect")
-        local start, first_list, fetch_start, fetch_end, built = nil, nil, nil, nil, 0
+        local first_list, fetch_start, fetch_end, built = nil, nil, nil, 0
         local real_watch = registry.watch_instances
         registry.watch_instances = function(app, cb)
             return real_watch(app, function(diff, list)
@@ -111,7 +100,7 @@ common.run(rt, function(zk)
             end },
         })
         local done
-        start = core.hrtime()
+        local start = core.hrtime()
         consumer:subscribe("dubbo:" .. IFACE .. ":1.0.0", function(_, list)
             if #list == N and not done then
                 done = core.hrtime()

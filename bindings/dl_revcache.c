@@ -138,6 +138,25 @@ static void dl_revcache_opt(lua_State *L, const char *field, double min,
   lua_pop(L, 1);
 }
 
+/* [-0, +0] dl_revcache_opt() for a size_t option; *out is the default. */
+static void dl_revcache_opt_size(lua_State *L, const char *field, double min,
+                                 double max, size_t *out) {
+  double v = (double)*out;
+
+  dl_revcache_opt(L, field, min, max, &v);
+  *out = (size_t)v;
+}
+
+/* [-0, +0] dl_revcache_opt() for a millisecond option; *out is the
+ * default. */
+static void dl_revcache_opt_ms(lua_State *L, const char *field, double min,
+                               uint64_t *out) {
+  double v = (double)*out;
+
+  dl_revcache_opt(L, field, min, 86400000, &v);
+  *out = (uint64_t)v;
+}
+
 /* [-0, +0] The function opts[field] as a new registry ref, or LUA_NOREF;
  * raises when it is something else. */
 static int dl_revcache_opt_fn(lua_State *L, const char *field, int required) {
@@ -167,25 +186,15 @@ static int dl_loop_revcache(lua_State *L) {
 
   luaL_checktype(L, 2, LUA_TTABLE);
   disco_revcache_options_init(&opts);
-  v = (double)opts.max_entries;
-  dl_revcache_opt(L, "max_entries", 1, 4294967295.0, &v);
-  opts.max_entries = (size_t)v;
-  v = (double)opts.max_bytes;
-  dl_revcache_opt(L, "max_bytes", 1, 9007199254740992.0, &v);
-  opts.max_bytes = (size_t)v;
+  dl_revcache_opt_size(L, "max_entries", 1, 4294967295.0, &opts.max_entries);
+  dl_revcache_opt_size(L, "max_bytes", 1, 9007199254740992.0, &opts.max_bytes);
   v = opts.fast_retries;
   dl_revcache_opt(L, "fast_retries", 0, 1000000, &v);
   opts.fast_retries = (unsigned)v;
-  v = (double)opts.fast_retry_ms;
-  dl_revcache_opt(L, "fast_retry_ms", 1, 86400000, &v);
-  opts.fast_retry_ms = (uint64_t)v;
-  v = (double)opts.slow_retry_ms;
-  dl_revcache_opt(L, "slow_retry_ms", 1, 86400000, &v);
-  opts.slow_retry_ms = (uint64_t)v;
+  dl_revcache_opt_ms(L, "fast_retry_ms", 1, &opts.fast_retry_ms);
+  dl_revcache_opt_ms(L, "slow_retry_ms", 1, &opts.slow_retry_ms);
   dl_revcache_opt(L, "jitter", 0, 1, &opts.jitter);
-  v = (double)opts.persist_delay_ms;
-  dl_revcache_opt(L, "persist_delay_ms", 0, 86400000, &v);
-  opts.persist_delay_ms = (uint64_t)v;
+  dl_revcache_opt_ms(L, "persist_delay_ms", 0, &opts.persist_delay_ms);
   lua_getfield(L, 2, "persist_path");
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING)

@@ -39,6 +39,7 @@
 #define DISCO__RC_HEADER_LEN 56
 #define DISCO__RC_RECORD_HEAD 16
 #define DISCO__RC_SHA256_LEN 32
+#define DISCO__RC_NTIMERS 3 /* retry, persist, defer */
 
 enum {
   DISCO__RC_NEW = 0, /* just created by put/resolve, in no count yet */
@@ -244,36 +245,6 @@ static disco__rc_entry_t *disco__rc_insert(disco_revcache_t *cache,
   return e;
 }
 
-/* Takes `e` out of the table and of its state's count and list; the caller
- * frees it. It must have no waiters. */
-static void disco__rc_unlink(disco_revcache_t *cache, disco__rc_entry_t *e) {
-  disco__rc_entry_t **p;
-
-  for (p = &cache->buckets[e->hash & (cache->nbuckets - 1)]; *p != NULL;
-       p = &(*p)->hnext) {
-    if (*p == e) {
-      *p = e->hnext;
-      break;
-    }
-  }
-  cache->count--;
-  disco__list_remove(&e->link);
-  if (e->state == DISCO__RC_READY) {
-    cache->n_ready--;
-    cache->bytes -= e->len;
-  } else if (e->state == DISCO__RC_FETCHING) {
-    cache->n_fetching--;
-  } else if (e->state == DISCO__RC_FAILED) {
-    cache->n_failed--;
-  }
-}
-
-static void disco__rc_free_entry(disco__rc_entry_t *e) {
-  free(e->bytes);
-  free(e->message);
-  free(e);
-}
-
 /* Leaves the current state's count and list (READY's bytes stay). */
 static void disco__rc_leave_state(disco_revcache_t *cache,
                                   disco__rc_entry_t *e) {
@@ -287,17 +258,48 @@ static void disco__rc_leave_state(disco_revcache_t *cache,
   e->state = DISCO__RC_NEW;
 }
 
+/* Takes `e` out of the table and of its state's count and list; the caller
+ * frees it. It must have no waiters. */
+static void disco__rc_unlink(disco_revcache_t *cache, disco__rc_entry_t *e) {
+  disco__rc_entry_t **p;
+
+  for (p = &cache->buckets[e->hash & (cache->nbuckets - 1)]; *p != NULL;
+       p = &(*p)->hnext) {
+    if (*p == e) {
+      *p = e->hnext;
+      break;
+    }
+  }
+  cache->count--;
+  if (e->state == DISCO__RC_READY)
+    cache->bytes -= e->len;
+  disco__rc_leave_state(cache, e);
+}
+
+static void disco__rc_free_entry(disco__rc_entry_t *e) {
+  free(e->bytes);
+  free(e->message);
+  free(e);
+}
+
+/* Moves every node of the list `from` to the empty list `to`, in order;
+ * `from` is left empty. */
+static void disco__rc_list_move(struct disco__list *from,
+                                struct disco__list *to) {
+  disco__list_init(to);
+  if (from->next == from)
+    return;
+  to->next = from->next;
+  to->prev = from->prev;
+  to->next->prev = to;
+  to->prev->next = to;
+  disco__list_init(from);
+}
+
 /* Moves `e`'s waiters to `head`. */
 static void disco__rc_take_waiters(disco__rc_entry_t *e,
                                    struct disco__list *head) {
-  disco__list_init(head);
-  if (e->waiters.next == &e->waiters)
-    return;
-  head->next = e->waiters.next;
-  head->prev = e->waiters.prev;
-  head->next->prev = head;
-  head->prev->next = head;
-  disco__list_init(&e->waiters);
+  disco__rc_list_move(&e->waiters, head);
 }
 
 /* Completes and frees every waiter on `head`, once each. */
@@ -365,14 +367,7 @@ static void disco__rc_defer_cb(uv_timer_t *timer) {
 
   cache = disco__container_of(timer, disco_revcache_t, defer_timer);
   /* Taken off first: a callback's own wants defer to the next round. */
-  disco__list_init(&head);
-  if (cache->deferred.next != &cache->deferred) {
-    head.next = cache->deferred.next;
-    head.prev = cache->deferred.prev;
-    head.next->prev = &head;
-    head.prev->next = &head;
-    disco__list_init(&cache->deferred);
-  }
+  disco__rc_list_move(&cache->deferred, &head);
   disco__rc_complete_deferred(cache, &head, 0);
 }
 
@@ -496,6 +491,9 @@ static int disco__rc_set_ready(disco_revcache_t *cache, const char *app,
   uint32_t hash;
   char *copy;
 
+  /* max_bytes may be SIZE_MAX: len + 1 must not wrap to a 0-byte copy. */
+  if (len == SIZE_MAX)
+    return DISCO_ERANGE;
   copy = malloc(len + 1);
   if (copy == NULL)
     return DISCO_ENOMEM;
@@ -813,11 +811,21 @@ static int disco__rc_read_file(const char *path, size_t max,
   return 0;
 }
 
+/* Reads the head of the record at `p`: its lengths. */
+static void disco__rc_record_head(const unsigned char *p, uint32_t *app_len,
+                                  uint32_t *rev_len, uint64_t *value_len) {
+  *app_len = disco__rc_get_u32(p);
+  *rev_len = disco__rc_get_u32(p + 4);
+  *value_len = disco__rc_get_u64(p + 8);
+}
+
 /* Checks every record of a payload; NULL when all are well, else why. */
 static const char *disco__rc_check_payload(const disco_revcache_t *cache,
                                            const unsigned char *p, size_t len,
                                            uint32_t count) {
-  uint64_t app_len, rev_len, value_len;
+  uint64_t value_len;
+  uint32_t app_len, rev_len;
+  size_t key_len;
   size_t off;
   uint32_t i;
 
@@ -825,20 +833,21 @@ static const char *disco__rc_check_payload(const disco_revcache_t *cache,
   for (i = 0; i < count; i++) {
     if (len - off < DISCO__RC_RECORD_HEAD)
       return "truncated record";
-    app_len = disco__rc_get_u32(p + off);
-    rev_len = disco__rc_get_u32(p + off + 4);
-    value_len = disco__rc_get_u64(p + off + 8);
+    disco__rc_record_head(p + off, &app_len, &rev_len, &value_len);
     off += DISCO__RC_RECORD_HEAD;
     if (app_len == 0 || app_len > DISCO_REVCACHE_MAX_APP || rev_len == 0 ||
         rev_len > DISCO_REVCACHE_MAX_REVISION)
       return "bad key length";
     if (value_len > cache->opts.max_bytes)
       return "value larger than max_bytes";
-    if (len - off < app_len + rev_len + value_len)
+    /* Each length against what is left, never their sum: a value length
+     * near 2^64 would wrap it. */
+    key_len = (size_t)app_len + rev_len;
+    if (key_len > len - off || value_len > len - off - key_len)
       return "truncated record";
-    if (memchr(p + off, '\0', (size_t)(app_len + rev_len)) != NULL)
+    if (memchr(p + off, '\0', key_len) != NULL)
       return "NUL in a key";
-    off += (size_t)(app_len + rev_len + value_len);
+    off += key_len + (size_t)value_len;
   }
   return off == len ? NULL : "trailing bytes";
 }
@@ -855,18 +864,22 @@ static void disco__rc_load(disco_revcache_t *cache) {
   uint32_t app_len;
   uint32_t rev_len;
   uint32_t i;
+  uint64_t max64;
   size_t max;
   size_t len;
   int err;
 
   why = NULL;
-  /* The largest file the bounds allow. */
-  max = cache->opts.max_entries *
-            (DISCO__RC_RECORD_HEAD + DISCO_REVCACHE_MAX_APP +
-             DISCO_REVCACHE_MAX_REVISION) +
-        DISCO__RC_HEADER_LEN;
-  max = cache->opts.max_bytes > SIZE_MAX - max ? SIZE_MAX - 1
-                                               : max + cache->opts.max_bytes;
+  /* The largest file the bounds allow, below SIZE_MAX so that reading it
+   * (size + 1) cannot wrap; in 64 bits, which a 32-bit size_t would not
+   * hold for a large max_entries. */
+  max64 = (uint64_t)cache->opts.max_entries *
+              (DISCO__RC_RECORD_HEAD + DISCO_REVCACHE_MAX_APP +
+               DISCO_REVCACHE_MAX_REVISION) +
+          DISCO__RC_HEADER_LEN;
+  max = max64 >= SIZE_MAX ? SIZE_MAX - 1 : (size_t)max64;
+  max = cache->opts.max_bytes >= SIZE_MAX - max ? SIZE_MAX - 1
+                                                : max + cache->opts.max_bytes;
   err = disco__rc_read_file(cache->persist_path, max, &buf, &len, &why);
   if (err == DISCO_ENOENT)
     return;
@@ -901,9 +914,7 @@ static void disco__rc_load(disco_revcache_t *cache) {
   cache->loading = 1;
   p = buf + DISCO__RC_HEADER_LEN;
   for (i = 0; i < count; i++) {
-    app_len = disco__rc_get_u32(p);
-    rev_len = disco__rc_get_u32(p + 4);
-    value_len = disco__rc_get_u64(p + 8);
+    disco__rc_record_head(p, &app_len, &rev_len, &value_len);
     p += DISCO__RC_RECORD_HEAD;
     if (disco__rc_set_ready(
             cache, (const char *)p, app_len, (const char *)p + app_len, rev_len,
@@ -932,6 +943,16 @@ static void disco__rc_free(disco_revcache_t *cache) {
   free(cache->persist_path);
   free(cache->tmp_path);
   free(cache);
+}
+
+/* The `i`-th of the cache's timers, for what is done to all alike. */
+static uv_handle_t *disco__rc_timer(disco_revcache_t *cache, int i) {
+  uv_timer_t *timers[DISCO__RC_NTIMERS];
+
+  timers[0] = &cache->retry_timer;
+  timers[1] = &cache->persist_timer;
+  timers[2] = &cache->defer_timer;
+  return (uv_handle_t *)timers[i];
 }
 
 static void disco__rc_timer_close_cb(uv_handle_t *handle) {
@@ -971,6 +992,7 @@ int disco_revcache_new(disco_loop_t *loop, const disco_revcache_options_t *opts,
   disco_revcache_t *cache;
   size_t n;
   int err;
+  int i;
 
   if (loop == NULL || fetch == NULL || out == NULL)
     return DISCO_EINVAL;
@@ -1019,13 +1041,11 @@ int disco_revcache_new(disco_loop_t *loop, const disco_revcache_options_t *opts,
   disco__list_init(&cache->deferred);
   cache->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)cache) | 1;
   /* uv_timer_init() cannot fail on an open loop. */
-  uv_timer_init(&loop->uv, &cache->retry_timer);
-  uv_timer_init(&loop->uv, &cache->persist_timer);
-  uv_timer_init(&loop->uv, &cache->defer_timer);
-  cache->retry_timer.data = cache;
-  cache->persist_timer.data = cache;
-  cache->defer_timer.data = cache;
-  cache->timers_open = 3;
+  for (i = 0; i < DISCO__RC_NTIMERS; i++) {
+    uv_timer_init(&loop->uv, (uv_timer_t *)disco__rc_timer(cache, i));
+    disco__rc_timer(cache, i)->data = cache;
+  }
+  cache->timers_open = DISCO__RC_NTIMERS;
   disco__handle_register(loop, &cache->base, disco__rc_close_from_loop);
   if (cache->persist_path != NULL)
     disco__rc_load(cache);
@@ -1037,13 +1057,13 @@ void disco_revcache_close(disco_revcache_t *cache) {
   struct disco__list waiters;
   disco__rc_entry_t *e;
   size_t i;
+  int k;
 
   if (cache == NULL || cache->closing)
     return;
   cache->closing = 1;
-  uv_timer_stop(&cache->retry_timer);
-  uv_timer_stop(&cache->persist_timer);
-  uv_timer_stop(&cache->defer_timer);
+  for (k = 0; k < DISCO__RC_NTIMERS; k++)
+    uv_timer_stop((uv_timer_t *)disco__rc_timer(cache, k));
   disco__rc_complete_deferred(cache, &cache->deferred, DISCO_ECANCELED);
   /* A closing cache refuses every change, so the table holds still while
    * the waiters' callbacks run. */
@@ -1056,9 +1076,8 @@ void disco_revcache_close(disco_revcache_t *cache) {
   }
   if (cache->persist_path != NULL && cache->dirty)
     disco__rc_save(cache);
-  uv_close((uv_handle_t *)&cache->retry_timer, disco__rc_timer_close_cb);
-  uv_close((uv_handle_t *)&cache->persist_timer, disco__rc_timer_close_cb);
-  uv_close((uv_handle_t *)&cache->defer_timer, disco__rc_timer_close_cb);
+  for (k = 0; k < DISCO__RC_NTIMERS; k++)
+    uv_close(disco__rc_timer(cache, k), disco__rc_timer_close_cb);
 }
 
 void *disco_revcache_data(const disco_revcache_t *cache) {
@@ -1066,16 +1085,15 @@ void *disco_revcache_data(const disco_revcache_t *cache) {
 }
 
 void disco_revcache_set_ref(disco_revcache_t *cache, int ref) {
+  int i;
+
   if (cache == NULL || cache->closing)
     return;
-  if (ref) {
-    uv_ref((uv_handle_t *)&cache->retry_timer);
-    uv_ref((uv_handle_t *)&cache->persist_timer);
-    uv_ref((uv_handle_t *)&cache->defer_timer);
-  } else {
-    uv_unref((uv_handle_t *)&cache->retry_timer);
-    uv_unref((uv_handle_t *)&cache->persist_timer);
-    uv_unref((uv_handle_t *)&cache->defer_timer);
+  for (i = 0; i < DISCO__RC_NTIMERS; i++) {
+    if (ref)
+      uv_ref(disco__rc_timer(cache, i));
+    else
+      uv_unref(disco__rc_timer(cache, i));
   }
 }
 
@@ -1094,6 +1112,38 @@ void disco_revcache_stats(const disco_revcache_t *cache,
 
 /* ------------------------------------------------------------ the API */
 
+/* What every keyed call checks once its own arguments are there: 0 with
+ * the key's lengths, or the error to return. */
+static int disco__rc_enter(const disco_revcache_t *cache, const char *app,
+                           const char *rev, size_t *app_len, size_t *rev_len) {
+  if (cache->closing)
+    return DISCO_ECLOSED;
+  return disco__rc_check_key(app, rev, app_len, rev_len);
+}
+
+static disco__rc_entry_t *disco__rc_find_key(const disco_revcache_t *cache,
+                                             const char *app, size_t app_len,
+                                             const char *rev, size_t rev_len) {
+  return disco__rc_find(cache, app, app_len, rev, rev_len,
+                        disco__rc_hash(app, app_len, rev, rev_len));
+}
+
+/* A READY `e` was used: it becomes the most recent. */
+static void disco__rc_touch(disco_revcache_t *cache, disco__rc_entry_t *e) {
+  disco__list_remove(&e->link);
+  disco__list_insert_tail(&cache->lru, &e->link);
+}
+
+/* Answers a want with READY `e`'s value. */
+static int disco__rc_want_ready(disco_revcache_t *cache, disco__rc_entry_t *e,
+                                disco_revcache_value_t *out) {
+  disco__rc_touch(cache, e);
+  out->ready = 1;
+  out->bytes = e->bytes;
+  out->len = e->len;
+  return 0;
+}
+
 int disco_revcache_lookup(disco_revcache_t *cache, const char *app,
                           const char *revision, const char **bytes,
                           size_t *len) {
@@ -1103,20 +1153,16 @@ int disco_revcache_lookup(disco_revcache_t *cache, const char *app,
 
   if (cache == NULL || bytes == NULL || len == NULL)
     return DISCO_EINVAL;
-  if (cache->closing)
-    return DISCO_ECLOSED;
-  err = disco__rc_check_key(app, revision, &app_len, &rev_len);
+  err = disco__rc_enter(cache, app, revision, &app_len, &rev_len);
   if (err != 0)
     return err;
-  e = disco__rc_find(cache, app, app_len, revision, rev_len,
-                     disco__rc_hash(app, app_len, revision, rev_len));
+  e = disco__rc_find_key(cache, app, app_len, revision, rev_len);
   if (e == NULL || e->state != DISCO__RC_READY) {
     cache->misses++;
     return DISCO_ENOENT;
   }
   cache->hits++;
-  disco__list_remove(&e->link);
-  disco__list_insert_tail(&cache->lru, &e->link);
+  disco__rc_touch(cache, e);
   *bytes = e->bytes;
   *len = e->len;
   return 0;
@@ -1135,21 +1181,14 @@ int disco_revcache_want(disco_revcache_t *cache, const char *app,
   if (cache == NULL || cb == NULL || out == NULL)
     return DISCO_EINVAL;
   memset(out, 0, sizeof(*out));
-  if (cache->closing)
-    return DISCO_ECLOSED;
-  err = disco__rc_check_key(app, revision, &app_len, &rev_len);
+  err = disco__rc_enter(cache, app, revision, &app_len, &rev_len);
   if (err != 0)
     return err;
   hash = disco__rc_hash(app, app_len, revision, rev_len);
   e = disco__rc_find(cache, app, app_len, revision, rev_len, hash);
   if (e != NULL && e->state == DISCO__RC_READY) {
     cache->hits++;
-    disco__list_remove(&e->link);
-    disco__list_insert_tail(&cache->lru, &e->link);
-    out->ready = 1;
-    out->bytes = e->bytes;
-    out->len = e->len;
-    return 0;
+    return disco__rc_want_ready(cache, e, out);
   }
   cache->misses++;
   /* Allocated first, so that no failure can follow an issued fetch. */
@@ -1183,12 +1222,7 @@ int disco_revcache_want(disco_revcache_t *cache, const char *app,
   }
   if (e->state == DISCO__RC_READY) {
     free(w);
-    disco__list_remove(&e->link);
-    disco__list_insert_tail(&cache->lru, &e->link);
-    out->ready = 1;
-    out->bytes = e->bytes;
-    out->len = e->len;
-    return 0;
+    return disco__rc_want_ready(cache, e, out);
   }
   if (fetched && e->state == DISCO__RC_FAILED) {
     /* Rejected within the fetch callback: the error is the answer, given
@@ -1204,41 +1238,23 @@ int disco_revcache_want(disco_revcache_t *cache, const char *app,
   return 0;
 }
 
-int disco_revcache_put(disco_revcache_t *cache, const char *app,
-                       const char *revision, const char *bytes, size_t len) {
-  size_t app_len, rev_len;
-  int err;
-
-  if (cache == NULL || (bytes == NULL && len > 0))
-    return DISCO_EINVAL;
-  if (cache->closing)
-    return DISCO_ECLOSED;
-  err = disco__rc_check_key(app, revision, &app_len, &rev_len);
-  if (err != 0)
-    return err;
-  if (len > cache->opts.max_bytes)
-    return DISCO_ERANGE;
-  return disco__rc_set_ready(cache, app, app_len, revision, rev_len, bytes,
-                             len);
-}
-
-int disco_revcache_resolve(disco_revcache_t *cache, const char *app,
-                           const char *revision, const char *bytes,
-                           size_t len) {
+/* put, and resolve (`resolving`): the latter also fails the fetch that an
+ * oversize answer was for. */
+static int disco__rc_store(disco_revcache_t *cache, const char *app,
+                           const char *revision, const char *bytes, size_t len,
+                           int resolving) {
   disco__rc_entry_t *e;
   size_t app_len, rev_len;
   int err;
 
   if (cache == NULL || (bytes == NULL && len > 0))
     return DISCO_EINVAL;
-  if (cache->closing)
-    return DISCO_ECLOSED;
-  err = disco__rc_check_key(app, revision, &app_len, &rev_len);
+  err = disco__rc_enter(cache, app, revision, &app_len, &rev_len);
   if (err != 0)
     return err;
   if (len > cache->opts.max_bytes) {
-    e = disco__rc_find(cache, app, app_len, revision, rev_len,
-                       disco__rc_hash(app, app_len, revision, rev_len));
+    e = resolving ? disco__rc_find_key(cache, app, app_len, revision, rev_len)
+                  : NULL;
     if (e != NULL && e->state == DISCO__RC_FETCHING)
       disco__rc_fail(cache, e, app, revision, DISCO_ERANGE,
                      "metadata larger than max_bytes");
@@ -1246,6 +1262,17 @@ int disco_revcache_resolve(disco_revcache_t *cache, const char *app,
   }
   return disco__rc_set_ready(cache, app, app_len, revision, rev_len, bytes,
                              len);
+}
+
+int disco_revcache_put(disco_revcache_t *cache, const char *app,
+                       const char *revision, const char *bytes, size_t len) {
+  return disco__rc_store(cache, app, revision, bytes, len, 0);
+}
+
+int disco_revcache_resolve(disco_revcache_t *cache, const char *app,
+                           const char *revision, const char *bytes,
+                           size_t len) {
+  return disco__rc_store(cache, app, revision, bytes, len, 1);
 }
 
 int disco_revcache_reject(disco_revcache_t *cache, const char *app,
@@ -1256,13 +1283,10 @@ int disco_revcache_reject(disco_revcache_t *cache, const char *app,
 
   if (cache == NULL)
     return DISCO_EINVAL;
-  if (cache->closing)
-    return DISCO_ECLOSED;
-  rc = disco__rc_check_key(app, revision, &app_len, &rev_len);
+  rc = disco__rc_enter(cache, app, revision, &app_len, &rev_len);
   if (rc != 0)
     return rc;
-  e = disco__rc_find(cache, app, app_len, revision, rev_len,
-                     disco__rc_hash(app, app_len, revision, rev_len));
+  e = disco__rc_find_key(cache, app, app_len, revision, rev_len);
   if (e == NULL || e->state != DISCO__RC_FETCHING)
     return DISCO_ENOENT;
   disco__rc_fail(cache, e, app, revision, err < 0 ? err : DISCO_EIO, message);

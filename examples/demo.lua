@@ -66,9 +66,11 @@ local PROVIDERS = {
 local running = {}
 local ok = true
 for i, p in ipairs(PROVIDERS) do
+    -- All three advertise 127.0.0.1 on their own ports, so the port is
+    -- left out of the revision: the two shop instances then share one.
     local argv = { disco_bin, "provide", "--registry", registry_url, "--app", p.app,
                    "--host", "127.0.0.1", "--port", tostring(p.port), "--storage", "remote",
-                   "--method", "get", "--method", "put" }
+                   "--revision-without-port", "--method", "get", "--method", "put" }
     for _, s in ipairs(p.services) do
         argv[#argv + 1] = "--service"
         argv[#argv + 1] = s
@@ -129,8 +131,11 @@ for _, id in ipairs(IDS) do
     show(id)
 end
 
-say("== stopping the providers and ZooKeeper")
+say("== stopping the consumer, the providers and ZooKeeper")
 consumer:close()
+-- The consumer's ZooKeeper session ends before the server does.
+rt.plugins:close()
+drive(function() return false end, 200)
 for _, p in ipairs(running) do
     if process.alive(p.proc.pid, p.proc.start_time) then
         process.signal(p.proc.pid, "TERM")

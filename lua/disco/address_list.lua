@@ -11,7 +11,9 @@
 --             `dubbo.` namespace that the service does not set itself
 --             (`timestamp`, `heartbeat.timeout`, labels); the discovery
 --             keys (`dubbo.metadata.revision`, `dubbo.endpoints`, ...)
---             describe the instance, not the service, and stay out
+--             describe the instance, not the service, and stay out;
+--             the service's parameters come first, in key order, then
+--             the instance's, in key order
 -- @module disco.address_list
 
 local instance_model = require "disco.instance"
@@ -19,9 +21,12 @@ local metadata_info = require "disco.metadata_info"
 local service_id = require "disco.service_id"
 local url = require "disco.url"
 
+local encode = url.encode
 local pairs = pairs
 local setmetatable = setmetatable
+local table_concat = table.concat
 local table_sort = table.sort
+local META_V = instance_model.META_V
 
 local _M = {}
 
@@ -32,7 +37,32 @@ local templates = setmetatable({}, { __mode = "k" })
 -- is not rebuilt on every change of its siblings.
 local built = setmetatable({}, { __mode = "k" })
 
-local function matching_services(info, sid, sid_key)
+-- What every URL of `service` shares: the text before the host, the path
+-- and the encoded query of the service's own parameters (sorted), and the
+-- set of its parameter names.
+local function template_of(service)
+    local protocol = service.protocol or "dubbo"
+    local params = service.params or {}
+    local keys = {}
+    for k in pairs(params) do
+        keys[#keys + 1] = k
+    end
+    table_sort(keys)
+    local query = {}
+    for i, k in ipairs(keys) do
+        query[i] = encode(k) .. "=" .. encode(params[k])
+    end
+    return {
+        service = service,
+        protocol = protocol,
+        prefix = protocol .. "://",
+        path = service.path or service.name,
+        query = table_concat(query, "&"),
+        own = params,
+    }
+end
+
+local function matching_templates(info, sid, sid_key)
     local per_info = templates[info]
     if not per_info then
         per_info = {}
@@ -49,12 +79,37 @@ local function matching_services(info, sid, sid_key)
         table_sort(list, function(a, b)
             return metadata_info.match_key(a) < metadata_info.match_key(b)
         end)
+        for i, service in ipairs(list) do
+            list[i] = template_of(service)
+        end
         per_info[sid_key] = list
     end
     return list
 end
 
+-- The encoded query of the instance metadata a URL carries besides the
+-- service's own parameters (sorted).
+local function instance_query(metadata, own)
+    local keys
+    for k in pairs(metadata) do
+        if k:sub(1, 6) ~= "dubbo." and k ~= META_V and own[k] == nil then
+            keys = keys or {}
+            keys[#keys + 1] = k
+        end
+    end
+    if not keys then
+        return ""
+    end
+    table_sort(keys)
+    for i, k in ipairs(keys) do
+        keys[i] = encode(k) .. "=" .. encode(metadata[k])
+    end
+    return table_concat(keys, "&")
+end
+
 --- The address entries of `inst` for the services of `info` matching `sid`.
+-- The URL text is what `disco.url` formats: the service's parameters in
+-- key order, then the instance's in key order.
 function _M.entries(inst, info, sid, app)
     local sid_key = service_id.format(sid)
     local memo = built[inst]
@@ -62,30 +117,29 @@ function _M.entries(inst, info, sid, app)
         return memo.entries
     end
     local entries = {}
-    for _, service in ipairs(matching_services(info, sid, sid_key)) do
+    local host = inst.host
+    local host_text = host:find(":", 1, true) and ("[" .. host .. "]") or host
+    for _, t in ipairs(matching_templates(info, sid, sid_key)) do
+        local service = t.service
         local port = tonumber(service.port)
         if not port or port <= 0 then
-            port = instance_model.endpoint_port(inst, service.protocol or "dubbo") or inst.port
+            port = instance_model.endpoint_port(inst, t.protocol) or inst.port
         end
-        local params = {}
-        for k, v in pairs(inst.metadata or {}) do
-            if k:sub(1, 6) ~= "dubbo." and k ~= instance_model.META_V then
-                params[k] = v
-            end
+        local query = t.query
+        local extra = instance_query(inst.metadata or {}, t.own)
+        if extra ~= "" then
+            query = query == "" and extra or (query .. "&" .. extra)
         end
-        for k, v in pairs(service.params or {}) do
-            params[k] = v
+        local text = t.prefix .. host_text .. ":" .. port .. "/" .. t.path
+        if query ~= "" then
+            text = text .. "?" .. query
         end
-        local path = service.path or service.name
-        local protocol = service.protocol or "dubbo"
-        local u = url.new({ protocol = protocol, host = inst.host, port = port,
-                            path = path, params = params })
         entries[#entries + 1] = {
-            url = u:to_string(),
-            host = inst.host,
+            url = text,
+            host = host,
             port = port,
-            protocol = protocol,
-            path = path,
+            protocol = t.protocol,
+            path = t.path,
             app = app,
             instance = inst,
             service = service,

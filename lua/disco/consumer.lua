@@ -218,10 +218,12 @@ function consumer:want(state, revision)
             self.log:warn("metadata of %s revision %s not read yet (retrying): %s", app, revision, err)
             self.rt:emit("ServiceDiscoveryException", { error = err, app = app, revision = revision })
             -- Still needed? Then wait for the cache's next retry.
-            if state.by_revision[revision] then
+            if state.by_revision[revision] and not self:known(app, revision) then
                 self:want(state, revision)
             end
-            return
+            -- The first list need not wait for the retry: it goes out
+            -- without this revision's instances, which join when it is read.
+            return self:refresh(state)
         end
         self:known(app, revision)
         self:refresh(state)

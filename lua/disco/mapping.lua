@@ -34,6 +34,60 @@ _M.DEFAULT_TIMEOUT_MS = 5000
 --- Dubbo never maps its own MetadataService.
 _M.METADATA_SERVICE = "org.apache.dubbo.metadata.MetadataService"
 
+--- For policies: the node path under `base` of `interface`
+-- (`base .. "/mapping/" .. interface`), or nil and an error for a name that
+-- cannot be a path segment.
+function _M.interface_path(base, interface)
+    if type(interface) ~= "string" or interface == "" or interface:find("/", 1, true) then
+        return nil, "EINVAL: bad interface name '" .. tostring(interface) .. "'"
+    end
+    return base .. "/mapping/" .. interface
+end
+
+--- For policies: keeps a registry watch `handle` in `watches` (the
+-- policy's set of live watches, which its `destroy` cancels) and returns
+-- the handle to give the chain; its `cancel()` is idempotent.
+function _M.track_watch(watches, handle)
+    local record = {}
+    record.cancel = function()
+        if watches[record] then
+            watches[record] = nil
+            handle.cancel()
+        end
+    end
+    watches[record] = true
+    return record
+end
+
+--- For policies: cancels every watch kept by `track_watch`.
+function _M.cancel_watches(watches)
+    for record in pairs(watches) do
+        record.cancel()
+    end
+end
+
+--- For policies' `map`: the node path and the registry to write it
+-- through, or nil after answering `cb` itself (through `later`): nothing
+-- to do for the MetadataService, an error for a bad interface or a
+-- registry without `cas_config`.
+function _M.map_target(path_of, req, cb, later)
+    if req.interface == _M.METADATA_SERVICE then
+        later(function() cb(nil) end)
+        return nil
+    end
+    local path, err = path_of(req.interface)
+    if not path then
+        later(function() cb(err) end)
+        return nil
+    end
+    local registry = req.registry
+    if type(registry) ~= "table" or type(registry.cas_config) ~= "function" then
+        later(function() cb("ENOTSUP: the registry cannot store the mapping") end)
+        return nil
+    end
+    return path, registry
+end
+
 --- A sorted, de-duplicated copy of `list` with each name trimmed and
 -- empty or non-string entries dropped.
 function _M.normalize(list)

@@ -118,7 +118,12 @@ function provider:next_op()
     self.busy = true
     item.op(function(err)
         if item.cb then
-            item.cb(err)
+            -- A raising callback must not leave the operations after it
+            -- waiting forever.
+            local ok, cb_err = pcall(item.cb, err)
+            if not ok then
+                self.log:error("%s: callback failed: %s", self.app, tostring(cb_err))
+            end
         end
         self:next_op()
     end)

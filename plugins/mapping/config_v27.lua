@@ -35,10 +35,7 @@ end
 
 --- The parent of the application nodes of `interface`, or nil and an error.
 function M.path(interface)
-    if type(interface) ~= "string" or interface == "" or interface:find("/", 1, true) then
-        return nil, "EINVAL: bad interface name '" .. tostring(interface) .. "'"
-    end
-    return root .. "/mapping/" .. interface
+    return mapping.interface_path(root, interface)
 end
 
 local function later(fn)
@@ -72,33 +69,17 @@ function M.watch(req, on_change)
         or type(registry.watch_config_children) ~= "function" then
         return nil
     end
-    local handle = registry.watch_config_children(path, function(children)
+    return mapping.track_watch(watches, registry.watch_config_children(path, function(children)
         on_change(mapping.normalize(children or {}))
-    end)
-    local record = {}
-    record.cancel = function()
-        if watches[record] then
-            watches[record] = nil
-            handle.cancel()
-        end
-    end
-    watches[record] = true
-    return record
+    end))
 end
 
 --- Publishes `{root}/mapping/{interface}/{app}` with the time in ms, as
 -- 2.7.5's `publishConfig` does; cb(err).
 function M.map(req, cb)
-    if req.interface == mapping.METADATA_SERVICE then
-        return later(function() cb(nil) end)
-    end
-    local path, err = M.path(req.interface)
+    local path, registry = mapping.map_target(M.path, req, cb, later)
     if not path then
-        return later(function() cb(err) end)
-    end
-    local registry = req.registry
-    if type(registry) ~= "table" or type(registry.cas_config) ~= "function" then
-        return later(function() cb("ENOTSUP: the registry cannot store the mapping") end)
+        return
     end
     local stamp = string.format("%d", os.time() * 1000)
     registry.cas_config(path .. "/" .. req.app, function() return stamp end, function(cerr)
@@ -107,9 +88,7 @@ function M.map(req, cb)
 end
 
 function M.destroy()
-    for record in pairs(watches) do
-        record.cancel()
-    end
+    mapping.cancel_watches(watches)
 end
 
 return M

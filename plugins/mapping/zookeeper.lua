@@ -38,10 +38,7 @@ end
 
 --- The mapping node of `interface`, or nil and an error.
 function M.path(interface)
-    if type(interface) ~= "string" or interface == "" or interface:find("/", 1, true) then
-        return nil, "EINVAL: bad interface name '" .. tostring(interface) .. "'"
-    end
-    return "/" .. group .. "/mapping/" .. interface
+    return mapping.interface_path("/" .. group, interface)
 end
 
 local function later(fn)
@@ -76,32 +73,16 @@ function M.watch(req, on_change)
     if not path or not has_config(req.registry) or type(req.registry.watch_config) ~= "function" then
         return nil
     end
-    local handle = req.registry.watch_config(path, function(value)
+    return mapping.track_watch(watches, req.registry.watch_config(path, function(value)
         on_change(mapping.split_apps(value))
-    end)
-    local record = {}
-    record.cancel = function()
-        if watches[record] then
-            watches[record] = nil
-            handle.cancel()
-        end
-    end
-    watches[record] = true
-    return record
+    end))
 end
 
 --- Appends `req.app` to the mapping node of `req.interface`; cb(err).
 function M.map(req, cb)
-    if req.interface == mapping.METADATA_SERVICE then
-        return later(function() cb(nil) end)
-    end
-    local path, err = M.path(req.interface)
+    local path, registry = mapping.map_target(M.path, req, cb, later)
     if not path then
-        return later(function() cb(err) end)
-    end
-    local registry = req.registry
-    if type(registry) ~= "table" or type(registry.cas_config) ~= "function" then
-        return later(function() cb("ENOTSUP: the registry cannot store the mapping") end)
+        return
     end
     local app = req.app
     registry.cas_config(path, function(old)
@@ -122,9 +103,7 @@ end
 -- The watches are the registry's: they would keep calling this version's
 -- closures, so they go with it (the chain re-arms them on the new one).
 function M.destroy()
-    for record in pairs(watches) do
-        record.cancel()
-    end
+    mapping.cancel_watches(watches)
 end
 
 return M

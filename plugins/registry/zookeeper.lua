@@ -348,23 +348,38 @@ local function arm_config(w)
             w.cb(value, version)
         end
     end
-    session:get(w.path, { watch = rearm }, function(err, result)
+    local function retry_soon()
+        ctx:after(500, function()
+            if not w.cancelled and my_epoch == w.epoch then
+                arm_config(w)
+            end
+        end)
+    end
+    local ok = session:get(w.path, { watch = rearm }, function(err, result)
         if not err then
             return deliver(result.data, result.stat.version)
         end
         if err:match("^ENONODE") then
             -- Missing: an exists watch notices the creation.
-            session:exists(w.path, { watch = rearm }, function(e)
+            local asked = session:exists(w.path, { watch = rearm }, function(e)
                 if e and e:match("^ENONODE") then
                     deliver(nil, nil)
                 end
                 -- Created meanwhile: its watch fires and the data is read.
             end)
+            if not asked then
+                retry_soon()
+            end
         else
             -- Session trouble: try again shortly.
-            ctx:after(500, function() if not w.cancelled then arm_config(w) end end)
+            retry_soon()
         end
     end)
+    -- Refused at once (between two handles of an expired session): no
+    -- callback will come, so the watch must be re-armed by a timer.
+    if not ok then
+        retry_soon()
+    end
 end
 
 --- cb(value, version) after each change of `path`. Returns a handle with

@@ -193,6 +193,32 @@ describe("flows on the memory registry", function()
         assert.are_not.equal(a.revision, b.revision)
     end)
 
+    it("delivers the first list without a revision that cannot be read, and adds it on a retry", function()
+        local p = provider("shop", 20880)
+        assert.is_nil(call(function(cb) p:start(cb) end))
+        local real = require("disco.metadata.fetch").local_service(function(fn) rt:after(0, fn) end)
+        local failures = 0
+        local c = rt:consumer({
+            registry = url,
+            cache = { fast_retry_ms = 30, jitter = 0 },
+            fetchers = { ["local"] = function(inst, app, revision, cb)
+                if failures < 2 then
+                    failures = failures + 1
+                    return rt:after(0, function() cb("ECONNREFUSED: injected") end)
+                end
+                real(inst, app, revision, cb)
+            end },
+        })
+        local lists = {}
+        c:subscribe(SID, function(diff, list)
+            assert.equal(0, #diff.removed)
+            lists[#lists + 1] = #list
+        end)
+        assert.is_true(wait(function() return lists[2] ~= nil end))
+        assert.same({ 0, 1 }, lists)
+        assert.equal(2, c:counters().failures)
+    end)
+
     it("rejects a bad service ID and a bad configuration with clear errors", function()
         local c = rt:consumer({ registry = url })
         assert.has_error(function() c:subscribe("com.acme.Cart", function() end) end)
@@ -220,6 +246,23 @@ describe("address_list", function()
         assert.equal(50051, address_list.entries(inst, without, sid, "shop")[1].port)
         local bare = { name = "shop", host = "127.0.0.1", port = 20880, metadata = {} }
         assert.equal(20880, address_list.entries(bare, without, sid, "shop")[1].port)
+    end)
+
+    it("builds URLs disco.url parses back: service params, then instance labels", function()
+        local url = require "disco.url"
+        local info = info_with({ name = "com.acme.Cart", port = 20880,
+                                 params = { side = "provider", methods = "a,b", note = "x&y=z é" } })
+        local inst = { name = "shop", host = "::1", port = 20880, metadata = {
+            zone = "eu 1", side = "consumer", ["dubbo.metadata.revision"] = "r", ["meta-v"] = "1.0.0" } }
+        local entry = address_list.entries(inst, info, assert(service_id.parse("dubbo:com.acme.Cart")), "shop")[1]
+        local u = assert(url.parse(entry.url))
+        assert.equal(entry.url, url.format(u))
+        assert.equal("::1", u.host)
+        assert.equal(20880, u.port)
+        assert.equal("com.acme.Cart", u.path)
+        -- The service's own value wins over the instance's; discovery keys stay out.
+        assert.same({ methods = "a,b", note = "x&y=z é", side = "provider", zone = "eu 1" }, u.params)
+        assert.same({ "methods", "note", "side", "zone" }, u.keys)
     end)
 
     it("keeps only the services matching the service ID", function()

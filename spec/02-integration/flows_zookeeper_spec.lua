@@ -243,6 +243,37 @@ describe("provider and consumer flows #zookeeper", function()
         assert.is_true(run_all({ crt }, function() return #last == 0 end, 10000))
     end)
 
+    it("prints address changes with disco watch until SIGTERM", function()
+        local dir = helpers.tmpdir()
+        local log = dir .. "/watch.log"
+        local iface = "com.acme.Watched" .. helpers.core.getpid() .. "_" .. seq
+        local proc = process.spawn({
+            argv = { helpers.disco_bin, "watch", "--registry", url, "dubbo:" .. iface },
+            log = log,
+        })
+        local prt = runtime()
+        local p = prt:provider({ registry = url, app = "watched", host = "127.0.0.1", port = 25001,
+                                 storage = "remote" })
+        p:export({ interface = iface, methods = { "ping" } })
+        -- The watcher may start after the mapping is written or before:
+        -- either way its live subscription finds the application.
+        assert.is_nil(start(p, { prt }))
+        local function logged(text)
+            return run_all({ prt }, function()
+                return (helpers.read_file(log) or ""):find(text, 1, true) ~= nil
+            end, 15000)
+        end
+        assert.is_true(logged("+ dubbo://127.0.0.1:25001/" .. iface .. "?"),
+                       helpers.read_file(log) or "(no output)")
+        local stopped = false
+        p:stop(function(err) assert.is_nil(err); stopped = true end)
+        assert.is_true(run_all({ prt }, function() return stopped end, 10000))
+        assert.is_true(logged("- dubbo://127.0.0.1:25001/" .. iface .. "?"),
+                       helpers.read_file(log) or "(no output)")
+        process.signal(proc.pid, "TERM")
+        assert.is_true(process.wait_dead(proc.pid, 10000, proc.start_time))
+    end)
+
     it("spares a restarted consumer every fetch with a persisted revision cache", function()
         local prt = runtime()
         local group = root:sub(2) .. "_md"

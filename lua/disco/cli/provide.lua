@@ -9,7 +9,7 @@ local _M = {
     summary = "register an application instance exporting services until interrupted",
     usage = "disco provide --registry URL --app APP [--host HOST] --port PORT "
         .. "--service IFACE[:version[:group]] [--service ...] [--protocol dubbo] "
-        .. "[--storage remote|local] [--method NAME ...]",
+        .. "[--storage remote|local] [--method NAME ...] [--revision-without-port]",
     help = [[
 Publishes APP as a Dubbo 3 provider would: the services' MetadataInfo and its
 revision, the instance registration ({root}/APP/HOST:PORT), and the mapping
@@ -21,11 +21,15 @@ MetadataInfo to /dubbo/metadata/APP/REVISION where any consumer reads it;
 local serves it from this process's MetadataService, which consumers outside
 this process can call once disco speaks the dubbo protocol. Prints one line
 when registered. SIGINT or SIGTERM unregisters the instance and exits 0; a
-failed registration exits 1.]],
+failed registration exits 1. As in Dubbo 3.1.1 and later, the port is part of
+the revision; --revision-without-port leaves it out, so that instances of one
+application on different ports of one host share a revision (consumers then
+take each instance's port from its dubbo.endpoints).]],
 }
 
 local SPEC = { registry = "string", app = "string", host = "string", port = "port",
-               service = "list", protocol = "string", storage = "string", method = "list" }
+               service = "list", protocol = "string", storage = "string", method = "list",
+               revision_without_port = "flag" }
 
 --- The address Dubbo would advertise: the first non-loopback IPv4 one.
 function _M.default_host()
@@ -91,6 +95,7 @@ function _M.run(args)
     local ok, provider = pcall(rt.provider, rt, {
         registry = opts.registry, app = opts.app, host = host, port = opts.port,
         storage = opts.storage or "remote",
+        revision_port = not opts.revision_without_port,
     })
     if not ok then
         cli.stderr("disco provide: %s", tostring(provider))

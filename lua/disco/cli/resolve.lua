@@ -2,7 +2,6 @@
 -- @module disco.cli.resolve
 
 local cli = require "disco.cli"
-local options = require "disco.cli.options"
 local subscriber = require "disco.cli.subscriber"
 
 local _M = {
@@ -23,26 +22,14 @@ next run reads no metadata for revisions it knows.]],
 local SPEC = { registry = "string", json = "flag", timeout = "ms", cache_file = "string" }
 
 function _M.run(args)
-    local opts, err = options.parse(args, SPEC)
-    if opts and not opts.registry then
-        err = "--registry URL is required"
-    elseif opts and #opts ~= 1 then
-        err = "expected exactly one SERVICE_ID"
-    end
-    if err then
-        return cli.usage_error(_M, err)
-    end
-    local rt, consumer = subscriber.open(_M, opts)
-    if not rt then
-        return consumer
-    end
     local status = 1
-    rt:after(opts.timeout or 10000, function()
-        cli.stderr("disco resolve: no complete answer within %d ms", opts.timeout or 10000)
-        rt:stop(1)
-    end, "resolve-timeout")
-    local ok, serr = pcall(consumer.subscribe, consumer, opts[1], function(_, list)
-        if opts.json then
+    local printed = false
+    local rt, consumer, opts = subscriber.start(_M, args, SPEC, function(_, list, rt_, opts_)
+        if printed then
+            return
+        end
+        printed = true
+        if opts_.json then
             io.stdout:write(subscriber.encode_entries(list), "\n")
         else
             for _, entry in ipairs(list) do
@@ -50,12 +37,16 @@ function _M.run(args)
             end
         end
         status = #list > 0 and 0 or 2
-        rt:stop(status)
+        rt_:stop(status)
     end)
-    if not ok then
-        rt:close()
-        return cli.usage_error(_M, tostring(serr):gsub("^.-subscribe: ", ""))
+    if not rt then
+        return consumer
     end
+    local timeout = opts.timeout or 10000
+    rt:after(timeout, function()
+        cli.stderr("disco resolve: no complete answer within %d ms", timeout)
+        rt:stop(1)
+    end, "resolve-timeout")
     rt:run()
     consumer:close()
     rt:close()

@@ -4,6 +4,7 @@
 
 local cjson = require "cjson"
 local cli = require "disco.cli"
+local options = require "disco.cli.options"
 
 local _M = {}
 
@@ -22,6 +23,34 @@ function _M.open(command, opts)
         return nil, 1
     end
     return rt, consumer
+end
+
+--- Parses `args` (`--registry URL SERVICE_ID` and the options of `spec`),
+-- opens a consumer and subscribes `on_change` to SERVICE_ID. Returns rt,
+-- consumer, opts, or nil and the exit status after reporting the error.
+function _M.start(command, args, spec, on_change)
+    local opts, err = options.parse(args, spec)
+    if opts and not opts.registry then
+        err = "--registry URL is required"
+    elseif opts and #opts ~= 1 then
+        err = "expected exactly one SERVICE_ID"
+    end
+    if err then
+        return nil, cli.usage_error(command, err)
+    end
+    local rt, consumer = _M.open(command, opts)
+    if not rt then
+        return nil, consumer
+    end
+    local ok, serr = pcall(consumer.subscribe, consumer, opts[1], function(diff, list)
+        on_change(diff, list, rt, opts)
+    end)
+    if not ok then
+        consumer:close()
+        rt:close()
+        return nil, cli.usage_error(command, (tostring(serr):gsub("^.-subscribe: ", "")))
+    end
+    return rt, consumer, opts
 end
 
 --- One address entry as a JSON-ready table.

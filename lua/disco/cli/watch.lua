@@ -2,8 +2,6 @@
 -- @module disco.cli.watch
 
 local cjson = require "cjson"
-local cli = require "disco.cli"
-local options = require "disco.cli.options"
 local subscriber = require "disco.cli.subscriber"
 
 local _M = {
@@ -45,25 +43,11 @@ local function print_change(diff, list, json)
 end
 
 function _M.run(args)
-    local opts, err = options.parse(args, SPEC)
-    if opts and not opts.registry then
-        err = "--registry URL is required"
-    elseif opts and #opts ~= 1 then
-        err = "expected exactly one SERVICE_ID"
-    end
-    if err then
-        return cli.usage_error(_M, err)
-    end
-    local rt, consumer = subscriber.open(_M, opts)
-    if not rt then
-        return consumer
-    end
-    local ok, serr = pcall(consumer.subscribe, consumer, opts[1], function(diff, list)
+    local rt, consumer = subscriber.start(_M, args, SPEC, function(diff, list, _, opts)
         print_change(diff, list, opts.json)
     end)
-    if not ok then
-        rt:close()
-        return cli.usage_error(_M, tostring(serr):gsub("^.-subscribe: ", ""))
+    if not rt then
+        return consumer
     end
     for _, signame in ipairs({ "SIGINT", "SIGTERM" }) do
         rt:on_signal(signame, function() rt:stop(0) end)
