@@ -23,19 +23,22 @@ CC ?= cc
 DEB_PACKAGES := build-essential pkg-config luajit2 libluajit2-5.1-dev \
   libuv1-dev libzookeeper-mt-dev zookeeper default-jre-headless lua-cjson \
   lua-busted lua-check luarocks clang-format valgrind libssl-dev \
-  default-jdk-headless
+  default-jdk-headless libhessian-java clang libclang-rt-14-dev
 
 # The C sources of the disco.core Lua module. rockspec/disco-scm-1.rockspec
 # lists the same files; spec/01-unit/rockspec_spec.lua checks that they agree.
 CORE_SRC := core/error.c core/handle.c core/log.c core/loop.c core/queue.c \
   core/queue_probe.c core/signal.c core/timer.c core/fs_event.c \
   core/zk_error.c core/zk_session.c core/zk_request.c core/zk_ephemeral.c \
-  core/zk_cache.c core/digest.c core/revcache.c
+  core/zk_cache.c core/digest.c core/revcache.c \
+  core/hessian2_reader.c core/hessian2_writer.c \
+  core/dubbo_frame.c core/dubbo_body.c core/dubbo_server.c core/dubbo_client.c
 BINDING_SRC := bindings/dl_core.c bindings/dl_pcall.c bindings/dl_loop.c \
   bindings/dl_log.c bindings/dl_handle.c bindings/dl_timer.c \
   bindings/dl_signal.c bindings/dl_fs_event.c bindings/dl_queue.c \
   bindings/dl_zk.c bindings/dl_zk_ephemeral.c bindings/dl_zk_cache.c \
-  bindings/dl_revcache.c bindings/dl_system.c
+  bindings/dl_revcache.c bindings/dl_system.c bindings/dl_hessian2.c \
+  bindings/dl_dubbo.c
 HOST_SRC := bindings/host.c
 CTEST_SRC := $(wildcard core/test/*.c)
 
@@ -81,11 +84,11 @@ CMOD_DIR := $(PREFIX)/lib/lua/5.1
 PLUGIN_DIR := $(PREFIX)/share/disco/plugins
 
 .PHONY: all deps test asan valgrind lint demo install clean ctest \
-  test-build print-module-sources bench
+  test-build print-module-sources bench fuzz
 all: $(HOST) $(MODULE)
 
 $(BUILD)/obj/core/%.o: core/%.c core/disco.h core/internal.h \
-  core/zk_internal.h
+  core/zk_internal.h core/dubbo_internal.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
@@ -131,6 +134,7 @@ bench: deps
 	BUILD=$(BUILD) $(HOST) run bench/zk_cold_discovery.lua $(BENCH_N)
 	BUILD=$(BUILD) $(HOST) run bench/zk_notify_latency.lua
 	BUILD=$(BUILD) $(HOST) run bench/flows_subscribe.lua
+	BUILD=$(BUILD) $(HOST) run bench/metadata_rpc.lua
 
 # test and demo install missing packages first, then build in a fresh make
 # so that the pkg-config flags above are read after the install.
@@ -168,6 +172,38 @@ install: all
 	  $(DESTDIR)$(LUA_DIR)/{} \;
 	cd plugins && find . -name '*.lua' -exec install -D -m 644 {} \
 	  $(DESTDIR)$(PLUGIN_DIR)/{} \;
+
+# Fuzzing: every fuzz/fuzz_<name>.c is a libFuzzer entry built with clang
+# against the core sources (no bindings, no Lua) and run for FUZZ_SECONDS on
+# a scratch copy of its seed corpus fuzz/corpus/<name>/. Crashes land in
+# $(BUILD)/fuzz/crashes and fail the target.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_FLAGS := -std=c99 -D_GNU_SOURCE -DTHREADED -g -O1 \
+  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+  -Icore $(UV_CFLAGS)
+
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(CORE_SRC) core/disco.h core/internal.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(CORE_SRC) $(LIBS)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@mkdir -p $(BUILD)/fuzz/crashes
+	@set -e; for bin in $(FUZZ_BIN); do \
+	  name=$${bin##*/fuzz_}; \
+	  rm -rf $(BUILD)/fuzz/corpus-$$name; \
+	  mkdir -p $(BUILD)/fuzz/corpus-$$name; \
+	  if [ -d fuzz/corpus/$$name ]; then \
+	    cp fuzz/corpus/$$name/* $(BUILD)/fuzz/corpus-$$name/ 2>/dev/null || true; \
+	  fi; \
+	  echo "== fuzz $$name for $(FUZZ_SECONDS)s"; \
+	  $$bin -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/fuzz/crashes/$$name- \
+	    $(BUILD)/fuzz/corpus-$$name; \
+	done
 
 print-module-sources:
 	@echo $(CORE_SRC) $(BINDING_SRC)

@@ -154,6 +154,25 @@ int dl_handle_push_callback(lua_State *L, dl_handle_t *h);
 /* [-0, +0] Creates the metatable `mt` with `methods` plus the shared ones
  * (close, is_closed, name, ref, unref) and the __gc backstop. */
 void dl_handle_register(lua_State *L, const char *mt, const luaL_Reg *methods);
+/* [-0, +0] dl_handle_register for handles whose close cancels work with
+ * Lua callbacks (revcache, dubbo client): close enters the loop state so
+ * those callbacks run at once, and __gc closes with Lua calls refused. */
+void dl_handle_register_entering(lua_State *L, const char *mt,
+                                 const luaL_Reg *methods);
+
+/* dl_handle.c: reading an options table (at stack index 2). */
+/* [-0, +0] Reads the optional number opts[field] into *out when present;
+ * raises unless it is a number in [min, max]. */
+void dl_option_number(lua_State *L, const char *field, double min, double max,
+                      double *out);
+/* [-0, +0] dl_option_number for a size_t option; *out is the default. */
+void dl_option_size(lua_State *L, const char *field, double min, double max,
+                    size_t *out);
+/* [-0, +0] dl_option_number for a millisecond option up to a day; *out is the
+ * default. */
+void dl_option_ms(lua_State *L, const char *field, double min, uint64_t *out);
+/* [-0, +0] t[name] = v for the table at the top (a stats counter). */
+void dl_set_count(lua_State *L, const char *name, uint64_t v);
 
 /* dl_timer.c, dl_signal.c, dl_fs_event.c, dl_queue.c */
 void dl_timer_register(lua_State *L);
@@ -194,5 +213,26 @@ void dl_revcache_register(lua_State *L);
 /* dl_system.c: the clock and the network interfaces. */
 int dl_time_ms(lua_State *L);
 int dl_interface_addresses(lua_State *L);
+
+/* dl_hessian2.c: Hessian 2.0 <-> Lua (conventions at the top of that
+ * file and in docs/lua-api.md). */
+int dl_hessian2_decode(lua_State *L);
+int dl_hessian2_encode(lua_State *L);
+/* [-0, +0] Sets core.hessian2_null on the module table at the top. */
+void dl_hessian2_register(lua_State *L);
+/* [-0, +1] A decoded value as Lua; a node reached twice is one table (so
+ * cycles become cyclic tables). May raise on memory exhaustion only. */
+void dl_h2_push_value(lua_State *L, const disco_h2_value_t *v);
+/* [-0, +0] Writes the Lua value at idx to w: 0, or DISCO_EINVAL (a value
+ * Hessian cannot carry, a cycle) or DISCO_ENOMEM with a message in err.
+ * May raise on memory exhaustion only. */
+int dl_h2_write_lua(lua_State *L, int idx, disco_h2_writer_t *w, char *err,
+                    size_t errlen);
+
+/* dl_dubbo.c: the dubbo server and client metatables and
+ * loop:dubbo_server / loop:dubbo_client (after dl_loop_register). */
+#define DL_DUBBO_SERVER_MT "disco.dubbo_server"
+#define DL_DUBBO_CLIENT_MT "disco.dubbo_client"
+void dl_dubbo_register(lua_State *L);
 
 #endif /* DL_H */

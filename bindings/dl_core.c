@@ -121,6 +121,8 @@ static const luaL_Reg dl_functions[] = {
   { "md5_hex", dl_md5_hex },
   { "time_ms", dl_time_ms },
   { "interface_addresses", dl_interface_addresses },
+  { "hessian2_decode", dl_hessian2_decode },
+  { "hessian2_encode", dl_hessian2_encode },
   { NULL, NULL },
 };
 
@@ -137,9 +139,11 @@ int luaopen_disco_core(lua_State *L) {
   dl_zk_ephemeral_register(L);
   dl_zk_cache_register(L);
   dl_revcache_register(L);
+  dl_dubbo_register(L);
 
   lua_newtable(L);
   luaL_register(L, NULL, dl_functions);
+  dl_hessian2_register(L);
   lua_pushinteger(L, DL_ABI_VERSION);
   lua_setfield(L, -2, "ABI_VERSION");
   lua_pushstring(L, DISCO_VERSION_STRING);

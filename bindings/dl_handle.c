@@ -197,3 +197,92 @@ void dl_handle_register(lua_State *L, const char *mt, const luaL_Reg *methods) {
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
 }
+
+/* ------------------------------------ handles whose close may call Lua */
+
+/* handle:close() for dl_handle_register_entering: idempotent. What the
+ * core close cancels completes at once (error-first callbacks with
+ * "ECANCELED: ..."), so it runs in the loop state with callbacks allowed.
+ * May raise (a wrong self). */
+static int dl_handle_close_entering(lua_State *L) {
+  dl_handle_t *h = dl_check_own(L);
+  lua_State *previous;
+  h->closing = 1;
+  if (h->core != NULL) {
+    previous = dl_enter(h->owner->ctx, L);
+    h->close_core(h->core);
+    dl_leave(h->owner->ctx, previous);
+  }
+  return 0;
+}
+
+/* The __gc backstop for dl_handle_register_entering: the same close with
+ * Lua calls refused (in_gc), so that canceled work only has its refs
+ * released. The handle is freed by its close callback (or here when the
+ * core is already gone). Never raises. */
+static int dl_handle_gc_entering(lua_State *L) {
+  dl_handle_t *h = *(dl_handle_t **)lua_touserdata(L, 1);
+  dl_ctx_t *ctx;
+  lua_State *previous;
+  int was_in_gc;
+  h->box_alive = 0;
+  if (h->core == NULL) {
+    free(h);
+    return 0;
+  }
+  ctx = h->owner->ctx;
+  was_in_gc = ctx->in_gc;
+  ctx->in_gc = 1;
+  previous = dl_enter(ctx, L);
+  h->close_core(h->core);
+  dl_leave(ctx, previous);
+  ctx->in_gc = was_in_gc;
+  return 0;
+}
+
+void dl_handle_register_entering(lua_State *L, const char *mt,
+                                 const luaL_Reg *methods) {
+  dl_handle_register(L, mt, methods);
+  luaL_getmetatable(L, mt);
+  lua_pushcfunction(L, dl_handle_gc_entering);
+  lua_setfield(L, -2, "__gc");
+  lua_getfield(L, -1, "__index");
+  lua_pushstring(L, mt);
+  lua_pushcclosure(L, dl_handle_close_entering, 1);
+  lua_setfield(L, -2, "close");
+  lua_pop(L, 2);
+}
+
+/* ------------------------------------------------ options tables */
+
+void dl_option_number(lua_State *L, const char *field, double min, double max,
+                      double *out) {
+  lua_getfield(L, 2, field);
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= min) ||
+        !(lua_tonumber(L, -1) <= max)) {
+      lua_pushfstring(L, "%s must be a number from %f to %f", field, min, max);
+      luaL_argerror(L, 2, lua_tostring(L, -1));
+    }
+    *out = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+}
+
+void dl_option_size(lua_State *L, const char *field, double min, double max,
+                    size_t *out) {
+  double v = (double)*out;
+  dl_option_number(L, field, min, max, &v);
+  *out = (size_t)v;
+}
+
+void dl_option_ms(lua_State *L, const char *field, double min, uint64_t *out) {
+  double v = (double)*out;
+  dl_option_number(L, field, min, 86400000, &v);
+  *out = (uint64_t)v;
+}
+
+void dl_set_count(lua_State *L, const char *name, uint64_t v) {
+  lua_pushnumber(L, (lua_Number)v);
+  lua_setfield(L, -2, name);
+}

@@ -122,41 +122,6 @@ static void dl_revcache_on_close(void *core, void *data) {
   dl_handle_on_close(core, data);
 }
 
-/* [-0, +0] Reads the optional number opts[field] into *out when present;
- * raises unless it is a number in [min, max]. */
-static void dl_revcache_opt(lua_State *L, const char *field, double min,
-                            double max, double *out) {
-  lua_getfield(L, 2, field);
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= min) ||
-        !(lua_tonumber(L, -1) <= max)) {
-      lua_pushfstring(L, "%s must be a number from %f to %f", field, min, max);
-      luaL_argerror(L, 2, lua_tostring(L, -1));
-    }
-    *out = lua_tonumber(L, -1);
-  }
-  lua_pop(L, 1);
-}
-
-/* [-0, +0] dl_revcache_opt() for a size_t option; *out is the default. */
-static void dl_revcache_opt_size(lua_State *L, const char *field, double min,
-                                 double max, size_t *out) {
-  double v = (double)*out;
-
-  dl_revcache_opt(L, field, min, max, &v);
-  *out = (size_t)v;
-}
-
-/* [-0, +0] dl_revcache_opt() for a millisecond option; *out is the
- * default. */
-static void dl_revcache_opt_ms(lua_State *L, const char *field, double min,
-                               uint64_t *out) {
-  double v = (double)*out;
-
-  dl_revcache_opt(L, field, min, 86400000, &v);
-  *out = (uint64_t)v;
-}
-
 /* [-0, +0] The function opts[field] as a new registry ref, or LUA_NOREF;
  * raises when it is something else. */
 static int dl_revcache_opt_fn(lua_State *L, const char *field, int required) {
@@ -186,15 +151,15 @@ static int dl_loop_revcache(lua_State *L) {
 
   luaL_checktype(L, 2, LUA_TTABLE);
   disco_revcache_options_init(&opts);
-  dl_revcache_opt_size(L, "max_entries", 1, 4294967295.0, &opts.max_entries);
-  dl_revcache_opt_size(L, "max_bytes", 1, 9007199254740992.0, &opts.max_bytes);
+  dl_option_size(L, "max_entries", 1, 4294967295.0, &opts.max_entries);
+  dl_option_size(L, "max_bytes", 1, 9007199254740992.0, &opts.max_bytes);
   v = opts.fast_retries;
-  dl_revcache_opt(L, "fast_retries", 0, 1000000, &v);
+  dl_option_number(L, "fast_retries", 0, 1000000, &v);
   opts.fast_retries = (unsigned)v;
-  dl_revcache_opt_ms(L, "fast_retry_ms", 1, &opts.fast_retry_ms);
-  dl_revcache_opt_ms(L, "slow_retry_ms", 1, &opts.slow_retry_ms);
-  dl_revcache_opt(L, "jitter", 0, 1, &opts.jitter);
-  dl_revcache_opt_ms(L, "persist_delay_ms", 0, &opts.persist_delay_ms);
+  dl_option_ms(L, "fast_retry_ms", 1, &opts.fast_retry_ms);
+  dl_option_ms(L, "slow_retry_ms", 1, &opts.slow_retry_ms);
+  dl_option_number(L, "jitter", 0, 1, &opts.jitter);
+  dl_option_ms(L, "persist_delay_ms", 0, &opts.persist_delay_ms);
   lua_getfield(L, 2, "persist_path");
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING)
@@ -385,63 +350,22 @@ static int dl_revcache_save(lua_State *L) {
   return dl_revcache_result(L, err);
 }
 
-static void dl_revcache_field(lua_State *L, const char *name, uint64_t v) {
-  lua_pushnumber(L, (lua_Number)v);
-  lua_setfield(L, -2, name);
-}
-
 /* cache:stats() */
 static int dl_revcache_stats(lua_State *L) {
   disco_revcache_t *cache = dl_check_revcache(L);
   disco_revcache_stats_t st;
   disco_revcache_stats(cache, &st);
   lua_createtable(L, 0, 9);
-  dl_revcache_field(L, "hits", st.hits);
-  dl_revcache_field(L, "misses", st.misses);
-  dl_revcache_field(L, "fetches", st.fetches);
-  dl_revcache_field(L, "failures", st.failures);
-  dl_revcache_field(L, "evictions", st.evictions);
-  dl_revcache_field(L, "entries", st.entries);
-  dl_revcache_field(L, "bytes", st.bytes);
-  dl_revcache_field(L, "inflight", st.inflight);
-  dl_revcache_field(L, "failed", st.failed);
+  dl_set_count(L, "hits", st.hits);
+  dl_set_count(L, "misses", st.misses);
+  dl_set_count(L, "fetches", st.fetches);
+  dl_set_count(L, "failures", st.failures);
+  dl_set_count(L, "evictions", st.evictions);
+  dl_set_count(L, "entries", st.entries);
+  dl_set_count(L, "bytes", st.bytes);
+  dl_set_count(L, "inflight", st.inflight);
+  dl_set_count(L, "failed", st.failed);
   return 1;
-}
-
-/* cache:close(): idempotent. Outstanding wants complete at once with
- * "ECANCELED: ...", so it runs on this thread with callbacks allowed. */
-static int dl_revcache_close(lua_State *L) {
-  dl_handle_t *h = dl_check_handle(L, 1, DL_REVCACHE_MT, 0);
-  lua_State *previous;
-  h->closing = 1;
-  if (h->core != NULL) {
-    previous = dl_enter(h->owner->ctx, L);
-    h->close_core(h->core);
-    dl_leave(h->owner->ctx, previous);
-  }
-  return 0;
-}
-
-/* The __gc backstop: the same close, with Lua calls refused (in_gc), so
- * that canceled waiters only have their refs released. */
-static int dl_revcache_gc(lua_State *L) {
-  dl_handle_t *h = *(dl_handle_t **)lua_touserdata(L, 1);
-  dl_ctx_t *ctx;
-  lua_State *previous;
-  int was_in_gc;
-  h->box_alive = 0;
-  if (h->core == NULL) {
-    free(h);
-    return 0;
-  }
-  ctx = h->owner->ctx;
-  was_in_gc = ctx->in_gc;
-  ctx->in_gc = 1;
-  previous = dl_enter(ctx, L);
-  h->close_core(h->core); /* dl_revcache_on_close frees h later */
-  dl_leave(ctx, previous);
-  ctx->in_gc = was_in_gc;
-  return 0;
 }
 
 static const luaL_Reg dl_revcache_methods[] = {
@@ -454,16 +378,10 @@ static const luaL_Reg dl_revcache_methods[] = {
 /* Creates the metatable and adds loop:revcache; runs after
  * dl_loop_register. */
 void dl_revcache_register(lua_State *L) {
-  dl_handle_register(L, DL_REVCACHE_MT, dl_revcache_methods);
-  /* close and __gc replace the shared ones, which neither enter the loop
-   * state nor refuse Lua calls. */
-  luaL_getmetatable(L, DL_REVCACHE_MT);
-  lua_pushcfunction(L, dl_revcache_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_getfield(L, -1, "__index");
-  lua_pushcfunction(L, dl_revcache_close);
-  lua_setfield(L, -2, "close");
-  lua_pop(L, 2);
+  /* close cancels outstanding wants, whose callbacks run at once; the
+   * __gc backstop only releases their refs (dl_revcache_on_close frees h
+   * later). */
+  dl_handle_register_entering(L, DL_REVCACHE_MT, dl_revcache_methods);
   luaL_getmetatable(L, DL_LOOP_MT);
   lua_getfield(L, -1, "__index");
   lua_pushcfunction(L, dl_loop_revcache);

@@ -69,7 +69,9 @@ extern "C" {
      "ZooKeeper connection lost (outcome of a write unknown)")                 \
   XX(ESESSIONEXPIRED, -4024, "ZooKeeper session expired")                      \
   XX(EAUTHFAILED, -4025, "ZooKeeper authentication failed")                    \
-  XX(EZK, -4026, "ZooKeeper error")
+  XX(EZK, -4026, "ZooKeeper error")                                            \
+  XX(EPROTO, -4027, "malformed data from the peer")                            \
+  XX(E2BIG, -4028, "data exceeds a configured limit")
 
 typedef enum {
 #define DISCO__ERR_ENUM(name, value, msg) DISCO_##name = (value),
@@ -811,6 +813,469 @@ void disco_revcache_set_ref(disco_revcache_t *cache, int ref);
  * DISCO_ECLOSED. */
 void disco_revcache_close(disco_revcache_t *cache);
 void *disco_revcache_data(const disco_revcache_t *cache);
+
+/* --------------------------------------------------------------- hessian2 */
+
+/*
+ * Hessian 2.0 (WIRE.md §7b), the serialization of dubbo MetadataService
+ * calls. The reader decodes a stream of values (a dubbo body is several)
+ * sharing class definitions, type references and back-references across
+ * the values of one stream, into a tree of disco_h2_value_t owned by the
+ * reader (an arena: values live until disco_h2_reader_free). Back-references
+ * (`Q`) point at the value already decoded, so the "tree" may share nodes
+ * and even contain cycles. Strings are converted to UTF-8 (length in bytes);
+ * an unpaired surrogate is encoded as CESU-style 3 bytes rather than
+ * rejected, as Java may produce it.
+ *
+ * Every limit is checked before memory is allocated for it; invalid or
+ * truncated input gives DISCO_EPROTO, a limit DISCO_E2BIG, and
+ * disco_h2_reader_error() tells where and why. Never an over-read.
+ */
+
+typedef enum {
+  DISCO_H2_NULL,
+  DISCO_H2_BOOL,
+  DISCO_H2_INT,  /* 32-bit */
+  DISCO_H2_LONG, /* 64-bit */
+  DISCO_H2_DOUBLE,
+  DISCO_H2_DATE,   /* ms since the epoch, in u.l */
+  DISCO_H2_STRING, /* UTF-8 in u.bytes */
+  DISCO_H2_BINARY, /* raw bytes in u.bytes */
+  DISCO_H2_LIST,   /* u.list; type may be NULL */
+  DISCO_H2_MAP,    /* u.map; type may be NULL */
+  DISCO_H2_OBJECT  /* u.object: class name, field names and values */
+} disco_h2_type_t;
+
+typedef struct disco_h2_value_s disco_h2_value_t;
+
+struct disco_h2_value_s {
+  disco_h2_type_t type;
+  union {
+    int b;
+    int32_t i;
+    int64_t l;
+    double d;
+    struct {
+      const char *data; /* NUL-terminated for convenience; len excludes it */
+      size_t len;
+    } bytes;
+    struct {
+      const char *type; /* NULL when untyped */
+      size_t count;
+      disco_h2_value_t **items;
+    } list;
+    struct {
+      const char *type; /* NULL when untyped */
+      size_t count;
+      disco_h2_value_t **keys;
+      disco_h2_value_t **values;
+    } map;
+    struct {
+      const char *class_name;
+      size_t count;
+      const char *const *field_names;
+      disco_h2_value_t **fields;
+    } object;
+  } u;
+};
+
+typedef struct {
+  size_t max_depth;    /* nesting of lists, maps, objects (default 64) */
+  size_t max_elements; /* items + entries + fields + refs (default 1e6) */
+  size_t max_string;   /* bytes of one string or binary (default 8 MiB) */
+  size_t max_total;    /* bytes allocated for all values (default 64 MiB) */
+} disco_h2_limits_t;
+
+void disco_h2_limits_init(disco_h2_limits_t *limits);
+
+typedef struct disco_h2_reader_s disco_h2_reader_t;
+
+/* Reads from buf[0..len) (not copied: it must outlive the reader). limits
+ * may be NULL for the defaults. */
+int disco_h2_reader_new(const char *buf, size_t len,
+                        const disco_h2_limits_t *limits,
+                        disco_h2_reader_t **out);
+/* Decodes the next value into *out (owned by the reader). 0, DISCO_EOF at
+ * the end of the input (no partial value), DISCO_EPROTO, DISCO_E2BIG or
+ * DISCO_ENOMEM. After an error the reader only returns that error. */
+int disco_h2_read(disco_h2_reader_t *r, disco_h2_value_t **out);
+/* Bytes consumed so far. */
+size_t disco_h2_reader_pos(const disco_h2_reader_t *r);
+/* After an error: the input offset where it was found and a static or
+ * reader-owned message ("unknown tag 0x41", "string over max_string"). */
+const char *disco_h2_reader_error(const disco_h2_reader_t *r, size_t *pos);
+void disco_h2_reader_free(disco_h2_reader_t *r);
+
+/* The writer: a growing buffer and the class definitions written so far
+ * (a class written twice reuses its definition). Strings are given as
+ * UTF-8 and written with their length in UTF-16 code units (a non-BMP
+ * character counts 2, split into chunks of at most 0x8000 units without
+ * splitting a surrogate pair); invalid UTF-8 gives DISCO_EINVAL. Integers
+ * and longs use the most compact form. Every call returns 0, DISCO_EINVAL
+ * or DISCO_ENOMEM; after an error the writer keeps failing. */
+typedef struct disco_h2_writer_s disco_h2_writer_t;
+
+int disco_h2_writer_new(disco_h2_writer_t **out);
+void disco_h2_writer_free(disco_h2_writer_t *w);
+/* The bytes written so far (valid until the next write or free). */
+const char *disco_h2_writer_data(const disco_h2_writer_t *w, size_t *len);
+/* Forgets the bytes and class definitions: a new stream. */
+void disco_h2_writer_reset(disco_h2_writer_t *w);
+
+int disco_h2_write_null(disco_h2_writer_t *w);
+int disco_h2_write_bool(disco_h2_writer_t *w, int value);
+int disco_h2_write_int(disco_h2_writer_t *w, int32_t value);
+int disco_h2_write_long(disco_h2_writer_t *w, int64_t value);
+int disco_h2_write_double(disco_h2_writer_t *w, double value);
+int disco_h2_write_string(disco_h2_writer_t *w, const char *utf8, size_t len);
+int disco_h2_write_binary(disco_h2_writer_t *w, const char *data, size_t len);
+/* A date, ms since the epoch (`K` in minutes when exact, else `J`). */
+int disco_h2_write_date(disco_h2_writer_t *w, int64_t ms);
+/* A map (`H`, or `M` with type when type != NULL); write key, value pairs,
+ * then disco_h2_write_end. */
+int disco_h2_write_map_begin(disco_h2_writer_t *w, const char *type);
+/* A variable-length list (`W`, or `U` with type); items, then _end. */
+int disco_h2_write_list_begin(disco_h2_writer_t *w, const char *type);
+int disco_h2_write_end(disco_h2_writer_t *w);
+/* An object of class_name with these fields (their values follow, in this
+ * order, nfields of them). The definition (`C`) is written the first time
+ * class_name is used with these field names. */
+int disco_h2_write_object_begin(disco_h2_writer_t *w, const char *class_name,
+                                size_t nfields, const char *const *field_names);
+/* A whole decoded value (shared nodes are written again; a cycle gives
+ * DISCO_EINVAL). */
+int disco_h2_write_value(disco_h2_writer_t *w, const disco_h2_value_t *v);
+/* How many maps, lists and objects were begun in this stream: the index the
+ * next one gets, which a back-reference names. */
+size_t disco_h2_writer_ref_count(const disco_h2_writer_t *w);
+/* A back-reference (`Q`) to the index-th map, list or object of this
+ * stream (index < disco_h2_writer_ref_count); it may still be open. */
+int disco_h2_write_ref(disco_h2_writer_t *w, size_t index);
+
+/* ------------------------------------------------------------------ dubbo */
+
+/*
+ * The dubbo protocol (WIRE.md §7) as far as a MetadataService needs it:
+ * frames, hessian2 request and response bodies, a server (what disco's own
+ * MetadataService runs on) and a client connection.
+ *
+ * A frame is a 16-byte big-endian header (magic 0xdabb, flags, status,
+ * int64 request id, int32 body length) and a body. Only hessian2 (id 2) is
+ * spoken; any other serialization id is a protocol error.
+ */
+#define DISCO_DUBBO_HEADER_LEN 16
+#define DISCO_DUBBO_MAGIC 0xdabb
+#define DISCO_DUBBO_FLAG_REQUEST 0x80
+#define DISCO_DUBBO_FLAG_TWOWAY 0x40
+#define DISCO_DUBBO_FLAG_EVENT 0x20
+#define DISCO_DUBBO_SERIALIZATION_MASK 0x1f
+#define DISCO_DUBBO_HESSIAN2 2
+/* The default (and Dubbo's) payload limit. */
+#define DISCO_DUBBO_MAX_FRAME (8u * 1024 * 1024)
+#define DISCO_DUBBO_VERSION "2.0.2"
+
+/* The status byte of a response. */
+typedef enum {
+  DISCO_DUBBO_OK = 20,
+  DISCO_DUBBO_CLIENT_TIMEOUT = 30,
+  DISCO_DUBBO_SERVER_TIMEOUT = 31,
+  DISCO_DUBBO_BAD_REQUEST = 40,
+  DISCO_DUBBO_BAD_RESPONSE = 50,
+  DISCO_DUBBO_SERVICE_NOT_FOUND = 60,
+  DISCO_DUBBO_SERVICE_ERROR = 70,
+  DISCO_DUBBO_SERVER_ERROR = 80,
+  DISCO_DUBBO_CLIENT_ERROR = 90,
+  DISCO_DUBBO_THREADPOOL_EXHAUSTED = 100
+} disco_dubbo_status_t;
+
+/* The first int of a response body. */
+typedef enum {
+  DISCO_DUBBO_RESPONSE_EXCEPTION = 0,
+  DISCO_DUBBO_RESPONSE_VALUE = 1,
+  DISCO_DUBBO_RESPONSE_NULL = 2,
+  DISCO_DUBBO_RESPONSE_EXCEPTION_ATTACHMENTS = 3,
+  DISCO_DUBBO_RESPONSE_VALUE_ATTACHMENTS = 4,
+  DISCO_DUBBO_RESPONSE_NULL_ATTACHMENTS = 5
+} disco_dubbo_response_kind_t;
+
+/* "ok", "client_timeout", "server_timeout", "bad_request", "bad_response",
+ * "service_not_found", "service_error", "server_error", "client_error",
+ * "threadpool_exhausted"; NULL for another value. */
+const char *disco_dubbo_status_name(int status);
+/* The reverse; 0 or DISCO_EINVAL. */
+int disco_dubbo_status_parse(const char *name, int *status);
+/* The DISCO_E* code a caller sees for a response status: 0 for OK,
+ * DISCO_ETIMEDOUT for 30/31, DISCO_ENOENT for 60 (service not found),
+ * DISCO_EIO for the others. */
+int disco_dubbo_status_error(int status);
+
+typedef struct {
+  uint8_t flags;     /* DISCO_DUBBO_FLAG_* | serialization id */
+  uint8_t status;    /* responses only */
+  int64_t id;        /* request id */
+  uint32_t body_len; /* < 2^31 */
+} disco_dubbo_header_t;
+
+/* Writes the 16 header bytes. */
+void disco_dubbo_header_encode(const disco_dubbo_header_t *header,
+                               char out[DISCO_DUBBO_HEADER_LEN]);
+/* Parses 16 header bytes and checks them: DISCO_EPROTO for a wrong magic,
+ * a negative length or a serialization other than hessian2 (events and
+ * responses included), DISCO_E2BIG for a body over max_frame. `*why` (may
+ * be NULL) gets a static message on error. */
+int disco_dubbo_header_decode(const char *buf, size_t max_frame,
+                              disco_dubbo_header_t *header, const char **why);
+
+/*
+ * The frame assembler: fed the bytes of a stream in chunks of any size, it
+ * yields complete frames. A body is buffered only after its header passed
+ * disco_dubbo_header_decode(), so memory stays under max_frame plus a small
+ * constant whatever the peer announces.
+ */
+typedef struct disco_dubbo_framer_s disco_dubbo_framer_t;
+
+typedef struct {
+  disco_dubbo_header_t header;
+  const char *body; /* header.body_len bytes; valid until the next feed */
+} disco_dubbo_frame_t;
+
+/* max_frame 0: DISCO_DUBBO_MAX_FRAME. */
+int disco_dubbo_framer_new(size_t max_frame, disco_dubbo_framer_t **out);
+void disco_dubbo_framer_free(disco_dubbo_framer_t *framer);
+/* Consumes data[0..len) up to the end of the next complete frame and sets
+ * *used to the bytes consumed. Returns 1 with the frame in *frame, 0 when
+ * all `len` bytes were consumed without completing one, or an error from
+ * disco_dubbo_header_decode() (or DISCO_ENOMEM), after which the framer
+ * only returns that error; disco_dubbo_framer_error() tells why. */
+int disco_dubbo_framer_feed(disco_dubbo_framer_t *framer, const char *data,
+                            size_t len, size_t *used,
+                            disco_dubbo_frame_t *frame);
+/* Bytes of an incomplete frame held (0 between frames). */
+size_t disco_dubbo_framer_pending(const disco_dubbo_framer_t *framer);
+/* The last error's static message, or NULL. */
+const char *disco_dubbo_framer_error(const disco_dubbo_framer_t *framer);
+
+/* Counts the parameter types of a JVM method descriptor's parameter list
+ * ("Ljava/lang/String;I[J": 3; "": 0). DISCO_EPROTO when malformed. */
+int disco_dubbo_desc_count(const char *desc, size_t len, size_t *count);
+
+/*
+ * A decoded request body. Every pointer is owned by the request (its
+ * hessian2 reader) and valid until disco_dubbo_request_free().
+ */
+typedef struct {
+  int64_t id;  /* from the header */
+  int two_way; /* 0: a one-way call, which is never answered */
+  const char *dubbo_version;
+  const char *path;
+  const char *version; /* NULL when the client sent null */
+  const char *method;
+  const char *param_types; /* the descriptor, "Ljava/lang/String;" */
+  size_t nargs;
+  disco_h2_value_t **args;
+  const disco_h2_value_t *attachments; /* a map, or NULL */
+  const char *group; /* attachments["group"] when a string, else NULL */
+  /* private */
+  disco_h2_reader_t *reader_;
+} disco_dubbo_request_t;
+
+/* Decodes a request body (limits may be NULL). DISCO_EPROTO (with `why`,
+ * which may be NULL, pointing at a static or reader-owned message valid
+ * until the free) for a malformed body; the request needs freeing either
+ * way. */
+int disco_dubbo_request_decode(const char *body, size_t len,
+                               const disco_h2_limits_t *limits,
+                               disco_dubbo_request_t *req, const char **why);
+void disco_dubbo_request_free(disco_dubbo_request_t *req);
+/* attachments[key] when it is a string, else NULL. */
+const char *disco_dubbo_attachment(const disco_h2_value_t *attachments,
+                                   const char *key);
+
+/* A call, as the client sends it. */
+typedef struct {
+  const char *path;        /* the interface */
+  const char *version;     /* may be NULL */
+  const char *group;       /* may be NULL */
+  const char *method;      /* required */
+  const char *param_types; /* the descriptor; NULL: no parameters */
+  /* Every argument, hessian2-encoded as one stream (as many values as
+   * param_types lists; not checked), or NULL/0 for none. */
+  const char *args;
+  size_t args_len;
+  /* Extra attachments: keys[i] -> values[i], strings. path, interface,
+   * version and group are added. */
+  size_t nattachments;
+  const char *const *attachment_keys;
+  const char *const *attachment_values;
+} disco_dubbo_call_t;
+
+/* A whole request frame (header included) in a new malloc'ed buffer the
+ * caller frees; `w` is scratch space (reset first). DISCO_EINVAL for a call
+ * without a method or with bad UTF-8, DISCO_E2BIG when the body is over
+ * 2 GiB, DISCO_ENOMEM. */
+int disco_dubbo_request_encode(disco_h2_writer_t *w, int64_t id,
+                               const disco_dubbo_call_t *call, char **out,
+                               size_t *out_len);
+/* A whole response frame, as above. For DISCO_DUBBO_OK the body is a value
+ * response carrying `value` (hessian2 bytes of one value) or a null
+ * response when value is NULL; for another status the body is the hessian2
+ * string `error_message` (NULL: the status name). */
+int disco_dubbo_response_encode(disco_h2_writer_t *w, int64_t id, int status,
+                                const char *value, size_t len,
+                                const char *error_message, char **out,
+                                size_t *out_len);
+/* A heartbeat frame: an event request (two-way) or an event response, with
+ * the body null (`N`): 17 bytes into out. */
+void disco_dubbo_heartbeat_encode(int64_t id, int response,
+                                  char out[DISCO_DUBBO_HEADER_LEN + 1]);
+
+/* A decoded OK response body; pointers owned until the free. */
+typedef struct {
+  int kind;                      /* disco_dubbo_response_kind_t */
+  const disco_h2_value_t *value; /* the value or the exception; NULL: null */
+  const disco_h2_value_t *attachments; /* a map, or NULL */
+  /* For an exception: its detailMessage when a string, else its class. */
+  const char *message;
+  /* private */
+  disco_h2_reader_t *reader_;
+} disco_dubbo_response_t;
+
+/* Decodes the body of an OK response. DISCO_EPROTO (and `why`) for a
+ * malformed one; free the response either way. */
+int disco_dubbo_response_decode(const char *body, size_t len,
+                                const disco_h2_limits_t *limits,
+                                disco_dubbo_response_t *resp, const char **why);
+void disco_dubbo_response_free(disco_dubbo_response_t *resp);
+
+/* ---------------------------------------------------------- dubbo server */
+
+/*
+ * A dubbo server on one TCP address. It answers heartbeats itself, decodes
+ * each request and hands it to on_request; the owner answers later (or at
+ * once) with disco_dubbo_server_reply(). A request body that does not decode
+ * is answered with status 40 (bad request). A protocol error (wrong magic,
+ * serialization or length, a frame over max_frame) closes the connection
+ * with a log line; so does a connection that completes no frame for
+ * idle_timeout_ms. Over max_connections, a new connection is accepted and
+ * closed at once (counted in `rejected`, logged).
+ */
+typedef struct disco_dubbo_server_s disco_dubbo_server_t;
+
+typedef struct {
+  size_t max_connections;   /* default 1024 */
+  size_t max_frame;         /* default DISCO_DUBBO_MAX_FRAME */
+  uint64_t idle_timeout_ms; /* default 180000; 0: never */
+} disco_dubbo_server_options_t;
+
+typedef struct {
+  uint64_t connections;     /* open now */
+  uint64_t accepted;        /* connections accepted in all (rejected too) */
+  uint64_t requests;        /* request frames handed to on_request */
+  uint64_t heartbeats;      /* heartbeat events answered */
+  uint64_t protocol_errors; /* connections closed for bad frames, and
+                               bodies answered with status 40 */
+  uint64_t rejected;        /* connections over max_connections */
+  uint64_t idle_closed;     /* connections closed by the idle timeout */
+} disco_dubbo_server_stats_t;
+
+/* `conn_id` names the connection for the reply (ids are never reused).
+ * `req` and every value in it are valid only during the call: copy what
+ * you keep. The server may be closed from the callback. */
+typedef void (*disco_dubbo_request_cb)(disco_dubbo_server_t *server,
+                                       uint64_t conn_id,
+                                       const disco_dubbo_request_t *req);
+
+void disco_dubbo_server_options_init(disco_dubbo_server_options_t *opts);
+/* Binds host:port (port 0: a free one) and listens. opts may be NULL.
+ * DISCO_EINVAL for a bad address or options, DISCO_EADDRINUSE, ... */
+int disco_dubbo_server_new(disco_loop_t *loop, const char *host, int port,
+                           const disco_dubbo_server_options_t *opts,
+                           disco_dubbo_request_cb on_request,
+                           disco_handle_close_cb close_cb, void *data,
+                           disco_dubbo_server_t **out);
+/* The bound port. */
+int disco_dubbo_server_port(const disco_dubbo_server_t *server);
+/* Answers request `request_id` of connection `conn_id`: for status
+ * DISCO_DUBBO_OK with `value` (one hessian2-encoded value, or NULL for
+ * null), for another status with `error_message`. A reply to a connection
+ * that has gone is dropped silently (0). DISCO_ECLOSED once closing,
+ * DISCO_E2BIG over max_frame, DISCO_EINVAL for bad UTF-8 in the message. */
+int disco_dubbo_server_reply(disco_dubbo_server_t *server, uint64_t conn_id,
+                             int64_t request_id, int status, const char *value,
+                             size_t len, const char *error_message);
+void disco_dubbo_server_stats(const disco_dubbo_server_t *server,
+                              disco_dubbo_server_stats_t *stats);
+/* Idempotent: stops listening and closes every connection; close_cb runs
+ * on a later loop iteration, then the server is freed. */
+void disco_dubbo_server_close(disco_dubbo_server_t *server);
+void *disco_dubbo_server_data(const disco_dubbo_server_t *server);
+
+/* ---------------------------------------------------------- dubbo client */
+
+/*
+ * One client connection to host:port (an IP address), made lazily by the
+ * first call and reused. Calls are matched to responses by request id;
+ * each has its own timeout. After heartbeat_ms without reading anything a
+ * heartbeat is sent, and after three such intervals the connection is
+ * closed. Calls pending when the connection drops fail with
+ * DISCO_ECONNRESET; the next call reconnects, after a backoff that grows
+ * with consecutive connect failures (backoff_min_ms doubling up to
+ * backoff_max_ms); a failed connect fails the calls waiting for it with its
+ * error (DISCO_ECONNREFUSED, ...).
+ */
+typedef struct disco_dubbo_client_s disco_dubbo_client_t;
+
+typedef struct {
+  uint64_t timeout_ms;     /* per call unless given; default 5000 */
+  uint64_t heartbeat_ms;   /* default 60000; 0: no heartbeats */
+  uint64_t backoff_min_ms; /* default 100 */
+  uint64_t backoff_max_ms; /* default 10000 */
+  size_t max_frame;        /* default DISCO_DUBBO_MAX_FRAME */
+} disco_dubbo_client_options_t;
+
+/* What a call ended with. Every pointer is valid only during the
+ * callback. */
+typedef struct {
+  /* 0, or a DISCO_E* code: disco_dubbo_status_error() of a non-OK status,
+   * DISCO_EIO for an exception response, DISCO_EPROTO for a body that does
+   * not decode, DISCO_ETIMEDOUT, DISCO_ECONNRESET, DISCO_ECANCELED (close),
+   * or the connect error. */
+  int status;
+  int dubbo_status; /* the response's status byte; 0 when none came */
+  int kind;         /* disco_dubbo_response_kind_t, or -1 */
+  const disco_h2_value_t *value;       /* the value or the exception */
+  const disco_h2_value_t *attachments; /* a map, or NULL */
+  const char *message; /* the server's message or the exception's; NULL */
+} disco_dubbo_result_t;
+
+typedef void (*disco_dubbo_call_cb)(disco_dubbo_client_t *client,
+                                    const disco_dubbo_result_t *result,
+                                    void *arg);
+
+void disco_dubbo_client_options_init(disco_dubbo_client_options_t *opts);
+int disco_dubbo_client_new(disco_loop_t *loop, const char *host, int port,
+                           const disco_dubbo_client_options_t *opts,
+                           disco_handle_close_cb close_cb, void *data,
+                           disco_dubbo_client_t **out);
+/* Sends a call (connecting first when needed). timeout_ms 0: the client's.
+ * cb runs exactly once, never from inside this call. DISCO_ECLOSED once
+ * closing, DISCO_EINVAL for a bad call (bad UTF-8, no method), DISCO_E2BIG
+ * over max_frame. */
+int disco_dubbo_client_call(disco_dubbo_client_t *client,
+                            const disco_dubbo_call_t *call, uint64_t timeout_ms,
+                            disco_dubbo_call_cb cb, void *arg);
+/* Sends a heartbeat and reports its answer as a call would (status 0,
+ * kind -1, value NULL). */
+int disco_dubbo_client_heartbeat(disco_dubbo_client_t *client,
+                                 uint64_t timeout_ms, disco_dubbo_call_cb cb,
+                                 void *arg);
+/* Whether a connection is established now. */
+int disco_dubbo_client_connected(const disco_dubbo_client_t *client);
+/* Idempotent: fails every call with DISCO_ECANCELED (from inside this
+ * call), closes the connection; close_cb runs on a later loop iteration,
+ * then the client is freed. */
+void disco_dubbo_client_close(disco_dubbo_client_t *client);
+void *disco_dubbo_client_data(const disco_dubbo_client_t *client);
 
 /* ------------------------------------------- queue probe (diagnostic) */
 

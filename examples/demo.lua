@@ -3,15 +3,18 @@
 -- The main job end to end on a real ZooKeeper (Debian's package, started
 -- on a free loopback port):
 --   1. two provider applications, three instances in two revisions, each a
---      separate `disco provide` process advertising 127.0.0.1;
+--      separate `disco provide` process advertising 127.0.0.1 and serving
+--      its MetadataService over the dubbo protocol (local storage, Dubbo's
+--      default);
 --   2. a consumer (this process) subscribed to two Dubbo service IDs,
---      printing its address lists and the number of metadata fetches,
+--      printing its address lists and the number of MetadataService calls,
 --      which equals the number of distinct revisions;
 --   3. one provider instance stopped (SIGTERM: it unregisters), and the
 --      consumer's lists shrinking;
 --   4. everything it started stopped, by PID.
 local rt = ...
 local core = require "disco.core"
+local ports = require "disco.testing.ports"
 local process = require "disco.testing.process"
 local zookeeper = require "disco.testing.zookeeper"
 
@@ -57,11 +60,12 @@ say("ZooKeeper %s serving: pid %d, data in %s", zk.connect_string, zk.pid, zk.da
 local registry_url = "zookeeper://" .. zk.connect_string .. "?session_timeout=6000"
 
 -- The providers: shop (two instances, one revision: Cart and Order) and
--- warehouse (one instance, another revision: Cart only).
+-- warehouse (one instance, another revision: Cart only), each on a free
+-- loopback port.
 local PROVIDERS = {
-    { app = "shop", port = 20881, services = { "com.acme.Cart:1.0.0", "com.acme.Order" } },
-    { app = "shop", port = 20882, services = { "com.acme.Cart:1.0.0", "com.acme.Order" } },
-    { app = "warehouse", port = 20883, services = { "com.acme.Cart:1.0.0" } },
+    { app = "shop", port = ports.pick_port(), services = { "com.acme.Cart:1.0.0", "com.acme.Order" } },
+    { app = "shop", port = ports.pick_port(), services = { "com.acme.Cart:1.0.0", "com.acme.Order" } },
+    { app = "warehouse", port = ports.pick_port(), services = { "com.acme.Cart:1.0.0" } },
 }
 local running = {}
 local ok = true
@@ -69,7 +73,7 @@ for i, p in ipairs(PROVIDERS) do
     -- All three advertise 127.0.0.1 on their own ports, so the port is
     -- left out of the revision: the two shop instances then share one.
     local argv = { disco_bin, "provide", "--registry", registry_url, "--app", p.app,
-                   "--host", "127.0.0.1", "--port", tostring(p.port), "--storage", "remote",
+                   "--host", "127.0.0.1", "--port", tostring(p.port), "--storage", "local",
                    "--revision-without-port", "--method", "get", "--method", "put" }
     for _, s in ipairs(p.services) do
         argv[#argv + 1] = "--service"
@@ -117,7 +121,7 @@ for _, id in ipairs(IDS) do
     end
 end
 local counters = consumer:counters()
-say("metadata fetches: %d for 2 distinct revisions (cache hits %d, misses %d)",
+say("MetadataService calls: %d for 2 distinct revisions (cache hits %d, misses %d)",
     counters.fetch_calls, counters.hits, counters.misses)
 ok = ok and counters.fetch_calls == 2
 

@@ -1,14 +1,15 @@
 -- examples/introspection.lua: a provider and a consumer in one process on
--- the embedded memory registry, with Dubbo's default local storage: no
--- server needed.
+-- the embedded memory registry, with Dubbo's default local storage (the
+-- provider serves its MetadataService on PORT): no registry server needed.
 --
---   build/disco run examples/introspection.lua
+--   build/disco run examples/introspection.lua [PORT=20880]
 --
 -- The provider exports two services and registers; the consumer resolves a
 -- service ID through the mapping the provider wrote, reads the MetadataInfo
 -- once, and prints the address list; then the provider exports one more
 -- service (a new revision) and stops, and the consumer follows.
-local rt = ...
+local rt, port = ...
+port = tonumber(port) or 20880
 
 local REGISTRY = "memory://example"
 
@@ -18,7 +19,7 @@ rt:on("ServiceInstanceRegistered", function(event)
                         event.instance.metadata["dubbo.metadata.revision"]))
 end)
 
-local provider = rt:provider({ registry = REGISTRY, app = "shop", host = "127.0.0.1", port = 20880 })
+local provider = rt:provider({ registry = REGISTRY, app = "shop", host = "127.0.0.1", port = port })
 provider:export({ interface = "com.acme.Cart", version = "1.0.0", methods = { "add", "remove" } })
 provider:export({ interface = "com.acme.Order", methods = { "place" } })
 

@@ -186,7 +186,30 @@ char *ctest_capture_end(ctest_capture_t *capture);
   X(revcache_persist_corrupt)                                                  \
   X(revcache_close_cancels)                                                    \
   X(revcache_loop_close)                                                       \
-  X(revcache_invalid)
+  X(revcache_invalid)                                                          \
+  X(h2_scalar_vectors)                                                         \
+  X(h2_null_bool_double_forms)                                                 \
+  X(h2_strings)                                                                \
+  X(h2_chunked_strings)                                                        \
+  X(h2_binary)                                                                 \
+  X(h2_lists)                                                                  \
+  X(h2_maps)                                                                   \
+  X(h2_objects)                                                                \
+  X(h2_refs_and_cycles)                                                        \
+  X(h2_multi_values)                                                           \
+  X(h2_truncated_everywhere)                                                   \
+  X(h2_garbage)                                                                \
+  X(h2_limits)                                                                 \
+  X(h2_depth_bomb)                                                             \
+  X(h2_roundtrip)                                                              \
+  X(dubbo_frame_codec)                                                         \
+  X(dubbo_status_and_desc)                                                     \
+  X(dubbo_bodies)                                                              \
+  X(dubbo_call_reply)                                                          \
+  X(dubbo_concurrent_calls)                                                    \
+  X(dubbo_reconnect)                                                           \
+  X(dubbo_heartbeat_timeout)                                                   \
+  X(dubbo_server_abuse)
 
 #define CTEST_DECLARE(name) void test_##name(ctest_t *t);
 CTEST_LIST(CTEST_DECLARE)

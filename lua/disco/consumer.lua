@@ -22,6 +22,7 @@
 -- @module disco.consumer
 
 local address_list = require "disco.address_list"
+local client_pool = require "disco.metadata.client_pool"
 local fetch = require "disco.metadata.fetch"
 local instance_model = require "disco.instance"
 local mapping = require "disco.mapping"
@@ -51,7 +52,8 @@ local CACHE_OPTIONS = { "max_entries", "max_bytes", "fast_retries", "fast_retry_
 -- `mapping` (a `disco.mapping` chain; default: the default chain on that
 -- registry), `metadata_group` ("dubbo"), `cache` (revision cache options:
 -- `max_entries`, `max_bytes`, `fast_retries`, `fast_retry_ms`,
--- `slow_retry_ms`, `jitter`, `persist_path`), `fetchers` (storage type ->
+-- `slow_retry_ms`, `jitter`, `persist_path`), `metadata_timeout` (ms per
+-- MetadataService call, default 5000), `fetchers` (storage type ->
 -- `fetch(instance, app, revision, cb)`, replacing the defaults),
 -- `subscribed_services` (the fallback application list)
 function _M.new(rt, conf)
@@ -83,9 +85,10 @@ function _M.new(rt, conf)
         end
     end
     self.mapping = chain
+    self.clients = client_pool.new(rt.loop, { timeout = conf.metadata_timeout })
     self.fetchers = {
         remote = fetch.remote(registry, group),
-        ["local"] = fetch.local_service(function(fn) rt:after(0, fn) end),
+        ["local"] = fetch.local_service(self.clients, function(fn) rt:after(0, fn) end),
     }
     for storage, fn in pairs(conf.fetchers or {}) do
         self.fetchers[storage] = fn
@@ -257,6 +260,8 @@ function consumer:on_instances(state, diff, instances)
     state.by_revision = by_revision
     for _, inst in ipairs(diff.removed or {}) do
         state.last_info[inst.id or (inst.host .. ":" .. inst.port)] = nil
+        -- Its MetadataService connection, if one was made, is not needed.
+        self.clients:drop(inst.host, fetch.service_port(inst))
     end
     self.rt:emit("ServiceInstancesChanged", { service_name = state.name, instances = instances,
                                               diff = diff })
@@ -447,6 +452,7 @@ function consumer:close()
     end
     self.closed = true
     self.cache:close()
+    self.clients:close()
     self.rt:emit("ServiceDiscoveryDestroyed", { role = "consumer" })
 end
 

@@ -327,6 +327,20 @@ local function decode_info(doc)
     return info
 end
 
+--- Reads a MetadataInfo from a decoded document: a table shaped like the
+-- JSON form (`app`, `revision`, `services` = matchKey -> {name, group,
+-- version, protocol, port, path, params}), such as the object a
+-- MetadataService call returns once converted. Same rules as `from_json`;
+-- never raises.
+-- @treturn table the MetadataInfo, or nil and an error
+function _M.from_table(doc)
+    local ok, info = pcall(decode_info, doc)
+    if not ok then
+        return nil, "metadata: " .. tostring(info)
+    end
+    return info
+end
+
 --- Reads a MetadataInfo JSON document (Dubbo's or `to_json`'s). Unknown
 -- fields are ignored; a null group or version, a numeric or string port and
 -- a missing `services` are accepted. Parameters are taken as they are (not
@@ -347,11 +361,7 @@ function _M.from_json(s)
     if doc == nil then
         return nil, "metadata: invalid JSON: " .. tostring(err)
     end
-    local ok, info = pcall(decode_info, doc)
-    if not ok then
-        return nil, "metadata: " .. tostring(info)
-    end
-    return info
+    return _M.from_table(doc)
 end
 
 --- Whether `v` is a MetadataInfo made by this module.

@@ -55,7 +55,10 @@ end
 -- (default true: each service's port is in its ServiceInfo and so in the
 -- revision, as in Dubbo >= 3.1.1; false leaves it out (-1), so instances
 -- of one application on different ports of one host share a revision, and
--- consumers take each instance's port from its `dubbo.endpoints`)
+-- consumers take each instance's port from its `dubbo.endpoints`),
+-- `metadata_port` (local storage: the MetadataService's port; default the
+-- application's dubbo port, else an automatic one), `bind_host` (the
+-- address the MetadataService listens on; default `host`)
 function _M.new(rt, conf)
     if type(conf) ~= "table" then
         error("provider configuration must be a table", 2)
@@ -88,6 +91,8 @@ function _M.new(rt, conf)
         extra_metadata = conf.metadata or {},
         extra_params = conf.params or {},
         revision_port = conf.revision_port ~= false,
+        metadata_port = conf.metadata_port,
+        bind_host = conf.bind_host or conf.host,
         log = rt:logger("provider"),
         exports = {}, -- matchKey -> { service = ServiceInfo, url = disco.url }
         state = "new", -- new, started, stopped, failed
@@ -264,14 +269,23 @@ function provider:instance_port()
     return best and self.exports[best].port
 end
 
+-- The MetadataService's port: the one it listens on once started; before,
+-- the configured one, else the application's dubbo port (Dubbo exposes it
+-- on its protocol server), else 0 (an automatic one).
 function provider:metadata_service_port()
+    if self.metadata_server then
+        return self.metadata_server:port()
+    end
+    if self.metadata_port then
+        return self.metadata_port
+    end
     local best
     for key, entry in pairs(self.exports) do
         if entry.service.protocol == "dubbo" and (not best or key < best) then
             best = key
         end
     end
-    return best and self.exports[best].port or self:instance_port()
+    return best and self.exports[best].port or 0
 end
 
 -- dubbo.endpoints: one {port, protocol} per protocol, the lowest matchKey's.
@@ -319,7 +333,9 @@ function provider:build_instance(info)
             side = "provider",
             port = tostring(self:metadata_service_port()),
             protocol = "dubbo",
+            serialization = "hessian2",
         })
+        inst.metadata[instance_model.META_V] = metadata_service.VERSION
     end
     return inst
 end
@@ -328,7 +344,21 @@ end
 function provider:expose(info, done)
     local json = info:to_json()
     if self.storage == "local" then
-        metadata_service.publish(self.host, self:metadata_service_port(), self.app, info.revision, json)
+            if not self.metadata_server then
+            local server, err = metadata_service.start(self.rt, {
+                app = self.app, host = self.bind_host, port = self:metadata_service_port(),
+            })
+            if not server then
+                return self.rt:after(0, function() done(err) end)
+            end
+            self.metadata_server = server
+        end
+        self.metadata_server:publish(info)
+        local urls = {}
+        for i, u in ipairs(self:urls()) do
+            urls[i] = u:to_string()
+        end
+        self.metadata_server:set_urls(urls)
         return self.rt:after(0, function() done(nil) end)
     end
     -- Remote: written once per revision, never overwritten (another
@@ -460,8 +490,9 @@ function provider:stop(cb)
             if err then
                 return self:fail("unregister", err, done)
             end
-            if self.storage == "local" then
-                metadata_service.withdraw(self.host, self:metadata_service_port())
+            if self.metadata_server then
+                self.metadata_server:close()
+                self.metadata_server = nil
             end
             self.state = "stopped"
             self.rt:emit("ServiceInstanceUnregistered", { instance = inst })

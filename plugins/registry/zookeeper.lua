@@ -326,6 +326,27 @@ function M.get_config(path, cb)
     end)
 end
 
+-- After a read found `w.path` missing: an exists watch notices its
+-- creation, and `missing()` reports the absence. A node created between
+-- the read and this check is read again at once (the data watch just set
+-- fires only on a later change), as news after having seen it missing, in
+-- a new epoch so that the watch set here does not start a second chain of
+-- reads. Returns false when the session refused the request.
+local function watch_creation(w, my_epoch, rearm, missing, arm)
+    return session:exists(w.path, { watch = rearm }, function(e)
+        if e and e:match("^ENONODE") then
+            return missing()
+        end
+        if not e and not w.cancelled and my_epoch == w.epoch then
+            if not w.initialized then
+                missing() -- the first observation: only recorded
+            end
+            w.epoch = w.epoch + 1
+            later(function() arm(w) end)
+        end
+    end)
+end
+
 -- Reads `w.path` with a watch and calls the watcher when the version or
 -- presence moved; re-arms on every fire. A watch lost with an expired
 -- session is re-armed when the next read is made after reconnecting.
@@ -360,14 +381,7 @@ local function arm_config(w)
             return deliver(result.data, result.stat.version)
         end
         if err:match("^ENONODE") then
-            -- Missing: an exists watch notices the creation.
-            local asked = session:exists(w.path, { watch = rearm }, function(e)
-                if e and e:match("^ENONODE") then
-                    deliver(nil, nil)
-                end
-                -- Created meanwhile: its watch fires and the data is read.
-            end)
-            if not asked then
+            if not watch_creation(w, my_epoch, rearm, function() deliver(nil, nil) end, arm_config) then
                 retry_soon()
             end
         else
@@ -450,11 +464,9 @@ local function arm_children(w)
             return deliver(names)
         end
         if err:match("^ENONODE") then
-            session:exists(w.path, { watch = rearm }, function(e)
-                if e and e:match("^ENONODE") then
-                    deliver(nil)
-                end
-            end)
+            if not watch_creation(w, my_epoch, rearm, function() deliver(nil) end, arm_children) then
+                ctx:after(500, function() if not w.cancelled then arm_children(w) end end)
+            end
         else
             ctx:after(500, function() if not w.cancelled then arm_children(w) end end)
         end

@@ -6,6 +6,7 @@ local disco = require "disco"
 local address_list = require "disco.address_list"
 local metadata_info = require "disco.metadata_info"
 local service_id = require "disco.service_id"
+local ports = require "disco.testing.ports"
 local regspec = require "spec.support.registry"
 local run_all = regspec.run_all
 
@@ -59,7 +60,8 @@ describe("flows on the memory registry", function()
     end
 
     it("publishes an application and resolves it through the mapping it wrote", function()
-        local p = provider("shop", 20880)
+        local port = ports.pick_port()
+        local p = provider("shop", port)
         assert.is_nil(call(function(cb) p:start(cb) end))
         local exported = index_of(seen, "ServiceConfigExported")
         local pre = index_of(seen, "ServiceInstancePreRegistered")
@@ -70,7 +72,7 @@ describe("flows on the memory registry", function()
         assert.equal(32, #p.revision)
         assert.equal(p.revision, p.instance.metadata["dubbo.metadata.revision"])
         assert.equal("local", p.instance.metadata["dubbo.metadata.storage-type"])
-        assert.equal('[{"port":20880,"protocol":"dubbo"}]', p.instance.metadata["dubbo.endpoints"])
+        assert.equal('[{"port":' .. port .. ',"protocol":"dubbo"}]', p.instance.metadata["dubbo.endpoints"])
 
         local c = rt:consumer({ registry = url })
         local last
@@ -78,8 +80,8 @@ describe("flows on the memory registry", function()
         assert.is_true(wait(function() return last and #last == 1 end))
         local entry = last[1]
         assert.equal("shop", entry.app)
-        assert.equal(20880, entry.port)
-        assert.matches("^dubbo://127%.0%.0%.1:20880/com%.acme%.Cart%?", entry.url)
+        assert.equal(port, entry.port)
+        assert.matches("^dubbo://127%.0%.0%.1:" .. port .. "/com%.acme%.Cart%?", entry.url)
         assert.matches("methods=add,remove", entry.url, 1, true)
         assert.matches("version=1.0.0", entry.url, 1, true)
         assert.truthy(index_of(seen, "ReferenceConfigInitialized"))
@@ -88,7 +90,8 @@ describe("flows on the memory registry", function()
     end)
 
     it("publishes a change of exports as a new revision, updated in place", function()
-        local p = provider("shop", 20880)
+        local port = ports.pick_port()
+        local p = provider("shop", port)
         assert.is_nil(call(function(cb) p:start(cb) end))
         local first = p.revision
         local c = rt:consumer({ registry = url })
@@ -101,13 +104,14 @@ describe("flows on the memory registry", function()
         assert.is_nil(call(function(cb) p:update(cb) end))
         assert.are_not.equal(first, p.revision)
         assert.is_true(wait(function() return #orders == 1 end))
-        assert.matches("^dubbo://127%.0%.0%.1:20880/com%.acme%.Order%?", orders[1].url)
+        assert.matches("^dubbo://127%.0%.0%.1:" .. port .. "/com%.acme%.Order%?", orders[1].url)
         -- The previous revision stays servable for consumers that saw it.
-        assert.truthy(require("disco.metadata.service").lookup("127.0.0.1", 20880, "shop", first))
+        assert.truthy(p.metadata_server.infos[first])
     end)
 
     it("stops: the instance goes and the consumer's list empties", function()
-        local p = provider("shop", 20880)
+        local port = ports.pick_port()
+        local p = provider("shop", port)
         assert.is_nil(call(function(cb) p:start(cb) end))
         local c = rt:consumer({ registry = url })
         local last, removed = nil, 0
@@ -126,7 +130,8 @@ describe("flows on the memory registry", function()
 
     it("fails fast when a PreRegistered listener vetoes: nothing registered, nothing mapped", function()
         rt:on("ServiceInstancePreRegistered", function() return false, "maintenance window" end)
-        local p = provider("shop", 20880)
+        local port = ports.pick_port()
+        local p = provider("shop", port)
         local err = call(function(cb) p:start(cb) end)
         assert.matches("^EVETOED: maintenance window", err)
         assert.truthy(index_of(seen, "ServiceDiscoveryException"))
@@ -140,7 +145,8 @@ describe("flows on the memory registry", function()
         rt:on("ServiceInstancePreRegistered", function(event)
             event.instance.metadata.zone = "eu-1"
         end)
-        local p = provider("shop", 20880)
+        local port = ports.pick_port()
+        local p = provider("shop", port)
         assert.is_nil(call(function(cb) p:start(cb) end))
         local c = rt:consumer({ registry = url })
         local last
@@ -153,7 +159,8 @@ describe("flows on the memory registry", function()
     end)
 
     it("calls the listener only when the address list really changed", function()
-        local p = provider("shop", 20880)
+        local port = ports.pick_port()
+        local p = provider("shop", port)
         assert.is_nil(call(function(cb) p:start(cb) end))
         local c = rt:consumer({ registry = url })
         local calls = 0
@@ -168,7 +175,7 @@ describe("flows on the memory registry", function()
 
     it("groups instances by revision: many instances, one fetch per revision", function()
         for i = 1, 30 do
-            local p = rt:provider({ registry = url, app = "shop", host = "127.0.0.1", port = 30000 + i,
+            local p = rt:provider({ registry = url, app = "shop", host = "127.0.0.1", port = ports.pick_port(),
                                     revision_port = false })
             p:export({ interface = IFACE, version = "1.0.0", params = { shard = tostring(i % 2) } })
             assert.is_nil(call(function(cb) p:start(cb) end))
@@ -186,17 +193,20 @@ describe("flows on the memory registry", function()
     end)
 
     it("gives instances on different ports different revisions by default, as Dubbo 3.1.1+", function()
-        local a = provider("shop", 30001)
-        local b = provider("shop", 30002)
+        local a = provider("shop", ports.pick_port())
+        local b = provider("shop", ports.pick_port())
         assert.is_nil(call(function(cb) a:start(cb) end))
         assert.is_nil(call(function(cb) b:start(cb) end))
         assert.are_not.equal(a.revision, b.revision)
     end)
 
     it("delivers the first list without a revision that cannot be read, and adds it on a retry", function()
-        local p = provider("shop", 20880)
+        local port = ports.pick_port()
+        local p = provider("shop", port)
         assert.is_nil(call(function(cb) p:start(cb) end))
-        local real = require("disco.metadata.fetch").local_service(function(fn) rt:after(0, fn) end)
+        local pool = require("disco.metadata.client_pool").new(rt.loop)
+        finally(function() pool:close() end)
+        local real = require("disco.metadata.fetch").local_service(pool, function(fn) rt:after(0, fn) end)
         local failures = 0
         local c = rt:consumer({
             registry = url,
@@ -271,17 +281,17 @@ describe("address_list", function()
         info:add(metadata_info.service({ name = "com.acme.Cart", version = "2.0.0", port = 2 }))
         info:add(metadata_info.service({ name = "com.acme.Cart", version = "1.0.0", group = "g", port = 3 }))
         local inst = { name = "shop", host = "h", port = 9, metadata = {} }
-        local function ports(id)
+        local function ports_of(id)
             local out = {}
             for _, entry in ipairs(address_list.entries(inst, info, assert(service_id.parse(id)), "shop")) do
                 out[#out + 1] = entry.port
             end
             return out
         end
-        assert.same({ 1 }, ports("dubbo:com.acme.Cart:1.0.0"))
-        assert.same({ 2 }, ports("dubbo:com.acme.Cart:2.0.0"))
-        assert.same({ 3 }, ports("dubbo:com.acme.Cart:1.0.0:g"))
-        assert.same({}, ports("tri:com.acme.Cart:1.0.0"))
+        assert.same({ 1 }, ports_of("dubbo:com.acme.Cart:1.0.0"))
+        assert.same({ 2 }, ports_of("dubbo:com.acme.Cart:2.0.0"))
+        assert.same({ 3 }, ports_of("dubbo:com.acme.Cart:1.0.0:g"))
+        assert.same({}, ports_of("tri:com.acme.Cart:1.0.0"))
     end)
 
     it("keeps an instance's last resolved MetadataInfo while its new revision is unknown", function()

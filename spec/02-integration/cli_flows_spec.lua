@@ -42,10 +42,11 @@ describe("disco provide, resolve and watch", function()
     end)
 
     it("runs examples/introspection.lua: publish, resolve, a new revision, stop", function()
-        local status, out, err = helpers.run_disco({ "run", "examples/introspection.lua" })
+        local port = require("disco.testing.ports").pick_port()
+        local status, out, err = helpers.run_disco({ "run", "examples/introspection.lua", tostring(port) })
         assert.equal(0, status, err)
         assert.matches("dubbo:com.acme.Cart:1.0.0: 1 address(es) (+1 -0)\n"
-                       .. "  dubbo://127.0.0.1:20880/com.acme.Cart?", out, 1, true)
+                       .. "  dubbo://127.0.0.1:" .. port .. "/com.acme.Cart?", out, 1, true)
         -- The service exported later is mapped and found by the live subscription.
         assert.matches("dubbo:com.acme.Payment: 1 address(es) (+1 -0)", out, 1, true)
         assert.matches("dubbo:com.acme.Cart:1.0.0: 0 address(es) (+0 -1)", out, 1, true)

@@ -5,7 +5,7 @@
 -- metadata written by another process (`disco provide`, `disco resolve`),
 -- and a persisted revision cache that spares a restarted consumer every
 -- fetch.
-local disco = require "disco"
+local flows = require "spec.support.flows"
 local helpers = require "spec.helpers"
 local process = require "disco.testing.process"
 local regspec = require "spec.support.registry"
@@ -14,43 +14,19 @@ local run_all = regspec.run_all
 local IFACE = "com.acme.Cart"
 local SID = "dubbo:" .. IFACE .. ":1.0.0"
 
-local seq = 0
-local function fresh_root()
-    seq = seq + 1
-    return string.format("/flows%d_%d_%d", helpers.core.getpid(), os.time(), seq)
-end
-
 describe("provider and consumer flows #zookeeper", function()
-    local zk_server, url, rts, root
-
-    local function runtime()
-        local rt = disco.runtime({ plugin_watch = false, log_level = "error" })
-        rts[#rts + 1] = rt
-        return rt
-    end
-
-    -- Starts `p` and drives the loops until it answered; returns its error.
-    local function start(p, all)
-        local done, err = false, nil
-        p:start(function(e) done, err = true, e end)
-        assert.is_true(run_all(all, function() return done end, 20000), "start did not answer")
-        return err
-    end
+    local fx = flows.fixture("flows")
+    local runtime, start = fx.runtime, fx.start
+    local url, root, seq = nil, nil, 0
 
     before_each(function()
-        zk_server = helpers.zookeeper()
-        root = fresh_root()
-        -- Each test gets its own instance root and mapping/metadata group,
-        -- so that tests sharing the server never see each other.
-        url = "zookeeper://" .. zk_server.connect_string .. "?session_timeout=6000&root=" .. root
-        rts = {}
+        fx.setup()
+        -- Each test gets its own instance root, and its own mapping and
+        -- metadata group (derived from the root) where it needs one.
+        url, root, seq = fx.url, fx.root, seq + 1
     end)
 
-    after_each(function()
-        for i = #rts, 1, -1 do
-            rts[i]:close()
-        end
-    end)
+    after_each(fx.teardown)
 
     -- Three revisions: the same Cart service with a different weight, and
     -- revision 3 also exports an Order service.
@@ -203,19 +179,10 @@ describe("provider and consumer flows #zookeeper", function()
     end)
 
     it("reads remote metadata written by another process, with disco provide and resolve", function()
-        local dir = helpers.tmpdir()
-        local log = dir .. "/provide.log"
-        local proc = process.spawn({
-            argv = { helpers.disco_bin, "provide", "--registry", url, "--app", "billing",
-                     "--host", "127.0.0.1", "--port", "23001", "--service", IFACE .. ":1.0.0",
-                     "--method", "charge", "--storage", "remote" },
-            log = log,
-        })
-        local deadline = helpers.core.hrtime() + 20000
-        while helpers.core.hrtime() < deadline and not (helpers.read_file(log) or ""):match("registered") do
-            helpers.core.sleep(50)
-        end
-        assert.matches("registered billing at 127%.0%.0%.1:23001 revision %x+", helpers.read_file(log) or "")
+        local proc, line = flows.spawn_provider({ "--registry", url, "--app", "billing",
+            "--host", "127.0.0.1", "--port", "23001", "--service", IFACE .. ":1.0.0",
+            "--method", "charge", "--storage", "remote" })
+        assert.matches("registered billing at 127%.0%.0%.1:23001 revision %x+", line)
 
         -- In this process: the consumer flow through the mapping node the
         -- provider wrote.

@@ -328,7 +328,10 @@ describe("registry/zookeeper #zookeeper", function()
         local own = helpers.zookeeper_server()
         finally(function() own:destroy() end)
         own:start()
-        url = "zookeeper://" .. own.connect_string .. "?session_timeout=30000&root=" .. root
+        -- The sessions outlive the outage with room to spare, even on a
+        -- loaded machine (the server restart and the client's reconnect
+        -- backoff come on top of the 10 s).
+        url = "zookeeper://" .. own.connect_string .. "?session_timeout=40000&root=" .. root
         zk_server = own
         local provider, p_reg = runtime()
         local consumer, c_reg = runtime()
@@ -353,7 +356,7 @@ describe("registry/zookeeper #zookeeper", function()
         -- registrations are still there, and a change after it arrives.
         assert.is_true(run_all({ provider, consumer }, function()
             return p_reg.session():state() == "connected" and c_reg.session():state() == "connected"
-        end, 20000))
+        end, 30000))
         assert.equals(1, p_reg.session():generation())
         -- The caches re-check after the reconnect: nothing may be removed.
         run_all({ provider, consumer }, function() return false end, 500)

@@ -16,11 +16,11 @@ revision, the instance registration ({root}/APP/HOST:PORT), and the mapping
 of each interface to APP. Each --service exports one interface on PORT with
 --protocol (default dubbo) and the --method names given. --host defaults to
 the first non-loopback IPv4 address, as Dubbo picks it; tests and demos pass
---host 127.0.0.1. --storage remote (the default for now) writes the
-MetadataInfo to /dubbo/metadata/APP/REVISION where any consumer reads it;
-local serves it from this process's MetadataService, which consumers outside
-this process can call once disco speaks the dubbo protocol. Prints one line
-when registered. SIGINT or SIGTERM unregisters the instance and exits 0; a
+--host 127.0.0.1. --storage local (Dubbo's default) serves the MetadataInfo
+from this process's MetadataService over the dubbo protocol, on PORT (the
+application's dubbo port, which also answers dubbo heartbeats); remote
+writes it once to /dubbo/metadata/APP/REVISION, where consumers read it.
+Prints one line when registered. SIGINT or SIGTERM unregisters the instance and exits 0; a
 failed registration exits 1. As in Dubbo 3.1.1 and later, the port is part of
 the revision; --revision-without-port leaves it out, so that instances of one
 application on different ports of one host share a revision (consumers then
@@ -94,7 +94,7 @@ function _M.run(args)
                                           log_level = os.getenv("DISCO_LOG_LEVEL") or "warn" })
     local ok, provider = pcall(rt.provider, rt, {
         registry = opts.registry, app = opts.app, host = host, port = opts.port,
-        storage = opts.storage or "remote",
+        storage = opts.storage or "local",
         revision_port = not opts.revision_without_port,
     })
     if not ok then

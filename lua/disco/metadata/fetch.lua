@@ -8,10 +8,12 @@
 --
 --   remote  the metadata report: `/{group}/metadata/{app}/{revision}` in
 --           the registry (WIRE.md §5, remote mode)
---   local   the instance's own MetadataService (WIRE.md §5, local mode)
+--   local   the instance's own MetadataService over the dubbo protocol
+--           (WIRE.md §5, local mode)
 -- @module disco.metadata.fetch
 
 local instance_model = require "disco.instance"
+local metadata_hessian = require "disco.metadata.hessian"
 local service = require "disco.metadata.service"
 
 local _M = {}
@@ -45,12 +47,37 @@ function _M.service_port(instance)
     return port or instance.port
 end
 
---- A fetcher calling the instance's MetadataService. `defer(fn)` runs fn on
--- a later loop turn, so the answer is never synchronous.
-function _M.local_service(defer)
+--- A fetcher calling the instance's MetadataService over the dubbo
+-- protocol (`getMetadataInfo(revision)`, group = the application unless
+-- the url-params name another), through `pool` (disco.metadata.client_pool).
+-- `defer(fn)` runs fn on a later loop turn, so that no answer is
+-- synchronous.
+function _M.local_service(pool, defer)
     return function(instance, app, revision, cb)
-        local json, err = service.lookup(instance.host, _M.service_port(instance), app, revision)
-        defer(function() cb(err, json) end)
+        local params = instance_model.url_params(instance) or {}
+        local port = _M.service_port(instance)
+        local client, err = pool:get(instance.host, port)
+        if not client then
+            return defer(function() cb(err) end)
+        end
+        client:call({
+            path = service.INTERFACE,
+            version = params.version or service.VERSION,
+            group = params.group or app,
+            method = "getMetadataInfo",
+            types = "Ljava/lang/String;",
+            args = { revision },
+            attachments = {},
+        }, function(cerr, value)
+            if cerr then
+                return cb(cerr)
+            end
+            local info, why = metadata_hessian.from_reply(value)
+            if not info then
+                return cb(why)
+            end
+            cb(nil, info:to_json())
+        end)
     end
 end
 
