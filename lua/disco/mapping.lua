@@ -298,6 +298,18 @@ function chain_mt:_ask(name, hook, req, cb)
     end
 end
 
+-- `params` may be left out before the callback: (id, cb) or (id, params,
+-- cb). Raises, naming `method`, when no callback is given.
+local function params_and_callback(method, params, fn)
+    if type(params) == "function" and fn == nil then
+        params, fn = nil, params
+    end
+    if type(fn) ~= "function" then
+        error(method .. " needs a callback", 3)
+    end
+    return params, fn
+end
+
 --- Resolves `service_id` (a table or string, see `service_id`) to the
 -- first non-empty answer of the policies, in order.
 -- @tparam[opt] table params `provided_by`, `subscribed_services` (lists
@@ -306,12 +318,7 @@ end
 -- `{}` when every policy answered empty; `err` ("EMAPPING: ...") only
 -- when no policy gave names and at least one failed
 function chain_mt:resolve(service_id, params, cb)
-    if type(params) == "function" and cb == nil then
-        params, cb = nil, params
-    end
-    if type(cb) ~= "function" then
-        error("resolve needs a callback", 2)
-    end
+    params, cb = params_and_callback("resolve", params, cb)
     local req, err = self:_request(service_id, params)
     if not req then
         return self.rt:after(0, function() cb(err) end)
@@ -432,12 +439,7 @@ end
 -- was reloaded). A failed re-resolution keeps the last list.
 -- @return a handle: `cancel()`, `apps()` (the last list delivered)
 function chain_mt:subscribe(service_id, params, on_change)
-    if type(params) == "function" and on_change == nil then
-        params, on_change = nil, params
-    end
-    if type(on_change) ~= "function" then
-        error("subscribe needs a callback", 2)
-    end
+    params, on_change = params_and_callback("subscribe", params, on_change)
     local sid, err = _M.service_id(service_id)
     if not sid then
         error(err, 2)

@@ -326,88 +326,119 @@ function M.get_config(path, cb)
     end)
 end
 
--- After a read found `w.path` missing: an exists watch notices its
--- creation, and `missing()` reports the absence. A node created between
--- the read and this check is read again at once (the data watch just set
--- fires only on a later change), as news after having seen it missing, in
--- a new epoch so that the watch set here does not start a second chain of
--- reads. Returns false when the session refused the request.
-local function watch_creation(w, my_epoch, rearm, missing, arm)
-    return session:exists(w.path, { watch = rearm }, function(e)
-        if e and e:match("^ENONODE") then
-            return missing()
-        end
-        if not e and not w.cancelled and my_epoch == w.epoch then
-            if not w.initialized then
-                missing() -- the first observation: only recorded
-            end
-            w.epoch = w.epoch + 1
-            later(function() arm(w) end)
-        end
-    end)
+-- The sorted names of a children read.
+local function sorted_children(result)
+    local names = {}
+    for i, name in ipairs(result.children) do
+        names[i] = name
+    end
+    table.sort(names)
+    return names
 end
 
--- Reads `w.path` with a watch and calls the watcher when the version or
--- presence moved; re-arms on every fire. A watch lost with an expired
--- session is re-armed when the next read is made after reconnecting.
-local function arm_config(w)
+-- How each kind of config watch reads its path: the request, and what a
+-- read tells the watcher: the value and a mark that moves when it changes
+-- (false when the path is missing).
+local READERS = {
+    config = {
+        request = "get",
+        take = function(result) return result.data, result.stat.version end,
+    },
+    children = {
+        request = "children",
+        take = function(result)
+            local names = sorted_children(result)
+            return names, table.concat(names, "/")
+        end,
+    },
+}
+
+-- Reads `w.path` with a watch (its data or its children, per `w.kind`) and
+-- calls the watcher when the mark moved; re-arms on every fire. The first
+-- read only records the mark: changes after it are news. A missing path is
+-- watched with exists; a watch lost with an expired session, or a request
+-- refused between two handles, is re-armed by a timer.
+local function arm(w)
     local my_epoch = w.epoch
-    local function rearm()
-        if not w.cancelled and my_epoch == w.epoch then
-            later(function() arm_config(w) end)
-        end
+    local reader = READERS[w.kind]
+    local function current()
+        return not w.cancelled and my_epoch == w.epoch
     end
-    local function deliver(value, version)
-        if w.cancelled or my_epoch ~= w.epoch then
-            return
-        end
-        -- The first read only records the version: changes after it are news.
-        if not w.initialized then
-            w.initialized, w.version = true, version
-        elseif version ~= w.version then
-            w.version = version
-            w.cb(value, version)
+    local function rearm()
+        if current() then
+            later(function() arm(w) end)
         end
     end
     local function retry_soon()
         ctx:after(500, function()
-            if not w.cancelled and my_epoch == w.epoch then
-                arm_config(w)
+            if current() then
+                arm(w)
             end
         end)
     end
-    local ok = session:get(w.path, { watch = rearm }, function(err, result)
-        if not err then
-            return deliver(result.data, result.stat.version)
+    local function deliver(value, mark)
+        if not current() then
+            return
         end
-        if err:match("^ENONODE") then
-            if not watch_creation(w, my_epoch, rearm, function() deliver(nil, nil) end, arm_config) then
-                retry_soon()
+        if not w.initialized then
+            w.initialized, w.mark = true, mark
+        elseif mark ~= w.mark then
+            w.mark = mark
+            w.cb(value, mark or nil)
+        end
+    end
+    local function missing()
+        deliver(nil, false)
+    end
+    local ok = session[reader.request](session, w.path, { watch = rearm }, function(err, result)
+        if not err then
+            return deliver(reader.take(result))
+        end
+        if not err:match("^ENONODE") then
+            return retry_soon() -- session trouble
+        end
+        -- Missing: an exists watch notices the creation. A node created
+        -- between the read and this check is read again at once (the data
+        -- watch just set fires only on a later change), as news after
+        -- having seen it missing, in a new epoch so that the watch set
+        -- here does not start a second chain of reads.
+        local asked = session:exists(w.path, { watch = rearm }, function(e)
+            if e and e:match("^ENONODE") then
+                return missing()
             end
-        else
-            -- Session trouble: try again shortly.
+            if not e and current() then
+                if not w.initialized then
+                    missing() -- the first observation: only recorded
+                end
+                w.epoch = w.epoch + 1
+                later(function() arm(w) end)
+            end
+        end)
+        if not asked then
             retry_soon()
         end
     end)
-    -- Refused at once (between two handles of an expired session): no
-    -- callback will come, so the watch must be re-armed by a timer.
     if not ok then
         retry_soon()
     end
 end
 
---- cb(value, version) after each change of `path`. Returns a handle with
--- `cancel()`.
-function M.watch_config(path, cb)
-    local w = { kind = "config", path = path, cb = cb, epoch = 1, initialized = false }
+local function new_watch(kind, path, cb)
+    local w = { kind = kind, path = path, cb = cb, epoch = 1, initialized = false }
     watches[w] = true
-    arm_config(w)
+    arm(w)
     return {
         cancel = function()
             w.cancelled = true
             watches[w] = nil
         end,
     }
+end
+
+--- cb(value, version) after each change of `path` (value and version nil
+-- when it is gone). Returns a handle with `cancel()`.
+function M.watch_config(path, cb)
+    return new_watch("config", path, cb)
 end
 
 --- cb(err, children): the names of the children of `path`, sorted; nil
@@ -420,76 +451,17 @@ function M.list_config(path, cb)
             end
             return cb(cerr)
         end
-        local names = {}
-        for i, name in ipairs(result.children) do
-            names[i] = name
-        end
-        table.sort(names)
-        cb(nil, names)
+        cb(nil, sorted_children(result))
     end)
     if not ok then
         later(function() cb(err) end)
     end
 end
 
--- Lists `w.path`'s children with a watch and calls the watcher when the
--- list moved (a missing path is nil); re-arms on every fire, like
--- arm_config.
-local function arm_children(w)
-    local my_epoch = w.epoch
-    local function rearm()
-        if not w.cancelled and my_epoch == w.epoch then
-            later(function() arm_children(w) end)
-        end
-    end
-    local function deliver(names)
-        if w.cancelled or my_epoch ~= w.epoch then
-            return
-        end
-        local key = names and table.concat(names, "/") or false
-        if not w.initialized then
-            w.initialized, w.key = true, key
-        elseif key ~= w.key then
-            w.key = key
-            w.cb(names)
-        end
-    end
-    local ok = session:children(w.path, { watch = rearm }, function(err, result)
-        if not err then
-            local names = {}
-            for i, name in ipairs(result.children) do
-                names[i] = name
-            end
-            table.sort(names)
-            return deliver(names)
-        end
-        if err:match("^ENONODE") then
-            if not watch_creation(w, my_epoch, rearm, function() deliver(nil) end, arm_children) then
-                ctx:after(500, function() if not w.cancelled then arm_children(w) end end)
-            end
-        else
-            ctx:after(500, function() if not w.cancelled then arm_children(w) end end)
-        end
-    end)
-    if not ok then
-        -- Refused without a callback (between an expiry and the next
-        -- handle): try again shortly.
-        ctx:after(500, function() if not w.cancelled and my_epoch == w.epoch then arm_children(w) end end)
-    end
-end
-
 --- cb(children) after each change of the children of `path` (sorted; nil
 -- when it is gone). Returns a handle with `cancel()`.
 function M.watch_config_children(path, cb)
-    local w = { kind = "children", path = path, cb = cb, epoch = 1, initialized = false }
-    watches[w] = true
-    arm_children(w)
-    return {
-        cancel = function()
-            w.cancelled = true
-            watches[w] = nil
-        end,
-    }
+    return new_watch("children", path, cb)
 end
 
 --- Read-modify-write with a version check, as Dubbo's mapping does:
@@ -571,12 +543,9 @@ function M.restore(state)
             local old_cache = w.cache
             open_cache(w)
             old_cache:close()
-        elseif w.kind == "children" then
-            w.epoch = w.epoch + 1
-            arm_children(w)
         else
             w.epoch = w.epoch + 1
-            arm_config(w)
+            arm(w)
         end
     end
 end
