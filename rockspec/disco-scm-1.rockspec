@@ -87,6 +87,7 @@ build = {
         ["disco.instance"] = "lua/disco/instance.lua",
         ["disco.java_string"] = "lua/disco/java_string.lua",
         ["disco.mapping"] = "lua/disco/mapping.lua",
+        ["disco.validation"] = "lua/disco/validation.lua",
         ["disco.metadata.client_pool"] = "lua/disco/metadata/client_pool.lua",
         ["disco.metadata.hessian"] = "lua/disco/metadata/hessian.lua",
         ["disco.metadata.fetch"] = "lua/disco/metadata/fetch.lua",

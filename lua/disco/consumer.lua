@@ -28,6 +28,7 @@ local instance_model = require "disco.instance"
 local mapping = require "disco.mapping"
 local metadata_info = require "disco.metadata_info"
 local service_id = require "disco.service_id"
+local validation = require "disco.validation"
 
 local math_random = math.random
 local pairs = pairs
@@ -55,7 +56,11 @@ local CACHE_OPTIONS = { "max_entries", "max_bytes", "fast_retries", "fast_retry_
 -- `slow_retry_ms`, `jitter`, `persist_path`), `metadata_timeout` (ms per
 -- MetadataService call, default 5000), `fetchers` (storage type ->
 -- `fetch(instance, app, revision, cb)`, replacing the defaults),
--- `subscribed_services` (the fallback application list)
+-- `subscribed_services` (the fallback application list), `validation`
+-- (the offline validation chain, `disco.validation`: `{ rules =,
+-- timeout_ms =, conf =, period_ms = }`, default the default chain; a
+-- chain built with `validation.new`; or `false`: removals are applied at
+-- once)
 function _M.new(rt, conf)
     if type(conf) ~= "table" then
         error("consumer configuration must be a table", 2)
@@ -73,8 +78,28 @@ function _M.new(rt, conf)
         subs = {},
         decoded = {}, -- "app\0revision" -> MetadataInfo
         stats = { fetch_calls = 0, fetch_errors = 0, invalid_metadata = 0 },
+        calls = {}, -- "host:port" -> { last_ok =, last_failed =, ok =, failed =, latency_ms = }
         closed = false,
     }, consumer)
+    if conf.validation ~= false then
+        local vconf = conf.validation
+        if type(vconf) == "table" and type(vconf.validate) == "function" then
+            self.validation = vconf
+        else
+            if vconf ~= nil and type(vconf) ~= "table" then
+                error("consumer 'validation' must be a table or false", 2)
+            end
+            vconf = vconf or {}
+            local chain, verr = validation.new(rt, {
+                rules = vconf.rules, conf = vconf.conf, timeout_ms = vconf.timeout_ms,
+                period_ms = vconf.period_ms, registry = registry,
+            })
+            if not chain then
+                error("cannot set up the validation chain: " .. tostring(verr), 2)
+            end
+            self.validation = chain
+        end
+    end
     local chain = conf.mapping
     if not chain then
         local merr
@@ -242,8 +267,31 @@ function consumer:want(state, revision)
     end
 end
 
--- The registry's news about an application.
-function consumer:on_instances(state, diff, instances)
+local function address_of(inst)
+    return inst.id or (inst.host .. ":" .. inst.port)
+end
+
+-- The instances the address lists are built from: the registered ones,
+-- then the removed ones the validation chain keeps (or is still asked
+-- about) at an address nothing is registered at now.
+local function effective(state)
+    local list, at = {}, {}
+    for _, inst in ipairs(state.registered) do
+        list[#list + 1] = inst
+        at[address_of(inst)] = true
+    end
+    for id, kept in pairs(state.kept) do
+        if not at[id] then
+            list[#list + 1] = kept.instance
+        end
+    end
+    return list
+end
+
+-- Regroups `state`'s instances by revision, asks for the unknown ones and
+-- rebuilds the lists.
+function consumer:regroup(state)
+    local instances = effective(state)
     state.instances = instances
     local by_revision = {}
     for _, inst in ipairs(instances) do
@@ -258,19 +306,139 @@ function consumer:on_instances(state, diff, instances)
         end
     end
     state.by_revision = by_revision
-    for _, inst in ipairs(diff.removed or {}) do
-        state.last_info[inst.id or (inst.host .. ":" .. inst.port)] = nil
-        -- Its MetadataService connection, if one was made, is not needed.
-        self.clients:drop(inst.host, fetch.service_port(inst))
-    end
-    self.rt:emit("ServiceInstancesChanged", { service_name = state.name, instances = instances,
-                                              diff = diff })
     for revision in pairs(by_revision) do
         if not self:known(state.name, revision) then
             self:want(state, revision)
         end
     end
     self:refresh(state)
+end
+
+-- The instance registered at `id` now, or nil.
+local function registered_at(state, id)
+    for _, inst in ipairs(state.registered) do
+        if address_of(inst) == id then
+            return inst
+        end
+    end
+end
+
+-- Forgets what the consumer holds for `inst`'s address (its last URLs,
+-- its MetadataService connection) unless another registration serves it.
+function consumer:forget(state, inst)
+    local id = address_of(inst)
+    if registered_at(state, id) then
+        return
+    end
+    state.last_info[id] = nil
+    self.clients:drop(inst.host, fetch.service_port(inst))
+end
+
+-- Asks the validation chain about removed instance `inst` (kept in the
+-- lists meanwhile) and applies its decision: "remove" drops it, "keep"
+-- keeps it until `until_ms`, when the chain is asked again.
+function consumer:validate(state, inst, why)
+    local id = address_of(inst)
+    local entry = { instance = inst, why = why }
+    local old = state.kept[id]
+    if old and old.timer and not old.timer:is_closed() then
+        old.timer:close()
+    end
+    state.kept[id] = entry
+    local req = { instance = inst, address = id, app = state.name, reason = why,
+                  current = registered_at(state, id), now = self.rt:now(),
+                  calls = self.calls[id] }
+    self.validation:validate(req, function(d)
+        if self.closed or state.detached or state.kept[id] ~= entry then
+            return
+        end
+        local reason = (d.rule and (d.rule .. ": ") or "") .. tostring(d.reason)
+        local diff = { added = {}, updated = {}, removed = {} }
+        local current = registered_at(state, id)
+        if d.verdict == "remove" or current then
+            -- Removed, or kept because a newer registration serves the
+            -- address: the old instance leaves the lists either way.
+            state.kept[id] = nil
+            if d.verdict == "remove" then
+                diff.removed[1] = inst
+                self:forget(state, inst)
+                self.log:info("%s %s removed (%s)", state.name, id, reason)
+            else
+                self.log:info("%s %s kept with its newer registration (%s)", state.name, id, reason)
+            end
+        else
+            inst.suspect = reason
+            local now = self.rt:now()
+            local until_ms = d.until_ms or (now + self.validation:period())
+            entry.until_ms, entry.reason = until_ms, reason
+            entry.timer = self.rt:after(math.max(until_ms - now, 1), function()
+                entry.timer = nil
+                if state.kept[id] == entry and not self.closed and not state.detached then
+                    self:validate(state, inst, why)
+                end
+            end, "validation " .. id)
+            self.log:info("%s %s kept until %d (%s)", state.name, id, until_ms, reason)
+        end
+        self:regroup(state)
+        self.rt:emit("ServiceInstancesChanged", { service_name = state.name,
+                                                  instances = state.instances, diff = diff,
+                                                  reasons = { [id] = reason } })
+    end)
+end
+
+-- The registry's news about an application.
+function consumer:on_instances(state, diff, instances)
+    local now_ids = {}
+    for _, inst in ipairs(instances) do
+        now_ids[address_of(inst)] = true
+    end
+    -- Removals: the diff's, and anything the last list had that this one
+    -- lacks (a re-list after a reconnect may not say).
+    local removals, seen = {}, {}
+    for _, inst in ipairs(diff.removed or {}) do
+        local id = address_of(inst)
+        if not seen[id] then
+            seen[id] = true
+            removals[#removals + 1] = { inst, "deleted" }
+        end
+    end
+    for _, inst in ipairs(state.registered) do
+        local id = address_of(inst)
+        if not now_ids[id] and not seen[id] then
+            seen[id] = true
+            removals[#removals + 1] = { inst, "missing" }
+        end
+    end
+    state.registered = instances
+    -- An address registered again needs no keeping.
+    for id, kept in pairs(state.kept) do
+        if now_ids[id] then
+            if kept.timer and not kept.timer:is_closed() then
+                kept.timer:close()
+            end
+            state.kept[id] = nil
+        end
+    end
+    local applied = { added = diff.added or {}, updated = diff.updated or {}, removed = {} }
+    local validating = {}
+    for _, r in ipairs(removals) do
+        if self.validation then
+            validating[#validating + 1] = r[1]
+        else
+            applied.removed[#applied.removed + 1] = r[1]
+            self:forget(state, r[1])
+        end
+    end
+    state.instances = effective(state)
+    self.rt:emit("ServiceInstancesChanged", { service_name = state.name,
+                                              instances = state.instances, diff = applied,
+                                              validating = validating, reasons = {} })
+    for _, r in ipairs(removals) do
+        if self.validation then
+            self:validate(state, r[1], r[2])
+        end
+    end
+    self:regroup(state)
 end
 
 -- Rebuilds the lists of every subscription reading `state`'s app.
@@ -284,8 +452,9 @@ end
 function consumer:attach(app, sub)
     local state = self.apps[app]
     if not state then
-        state = { name = app, subs = {}, instances = {}, by_revision = {}, wanted = {},
-                  pending = {}, tried = {}, last_info = {}, ready = false }
+        state = { name = app, subs = {}, instances = {}, registered = {}, kept = {},
+                  by_revision = {}, wanted = {}, pending = {}, tried = {}, last_info = {},
+                  ready = false }
         self.apps[app] = state
         state.watch = self.registry.watch_instances(app, function(diff, instances)
             if not self.closed and not state.detached then
@@ -306,6 +475,11 @@ function consumer:detach(app, sub)
         state.detached = true
         state.watch.cancel()
         self.apps[app] = nil
+        for _, kept in pairs(state.kept) do
+            if kept.timer and not kept.timer:is_closed() then
+                kept.timer:close()
+            end
+        end
     end
 end
 
@@ -439,6 +613,49 @@ function consumer:counters()
     c.fetch_errors = self.stats.fetch_errors
     c.invalid_metadata = self.stats.invalid_metadata
     return c
+end
+
+--- Records the outcome of a call to a provider at `address` ("host:port"),
+-- which the validation chain weighs (validation/recent_call keeps an
+-- address that answered within the heartbeat period).
+-- @tparam string address "host:port"
+-- @tparam boolean ok whether the call succeeded
+-- @tparam[opt] number latency_ms
+function consumer:report_call(address, ok, latency_ms)
+    if type(address) ~= "string" then
+        error("report_call: address must be a \"host:port\" string", 2)
+    end
+    local rec = self.calls[address]
+    if not rec then
+        rec = { ok = 0, failed = 0 }
+        self.calls[address] = rec
+    end
+    local now = self.rt:now()
+    if ok then
+        rec.ok, rec.last_ok = rec.ok + 1, now
+    else
+        rec.failed, rec.last_failed = rec.failed + 1, now
+    end
+    rec.latency_ms = latency_ms
+end
+
+--- The validation chain's counters (`removed`, `kept` per rule,
+-- `kept_total`, `deferred`, `errors`, `validations`), plus `kept_now`: the
+-- removed instances the lists hold at the moment; nil when validation is
+-- off.
+function consumer:validation_stats()
+    if not self.validation then
+        return nil
+    end
+    local st = self.validation:stats()
+    local n = 0
+    for _, state in pairs(self.apps) do
+        for _ in pairs(state.kept) do
+            n = n + 1
+        end
+    end
+    st.kept_now = n
+    return st
 end
 
 --- Cancels every subscription and closes the revision cache (which saves

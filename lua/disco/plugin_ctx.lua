@@ -111,6 +111,31 @@ function ctx_mt:zk(opts)
     return session
 end
 
+--- Opens a dubbo protocol client owned by the host (see
+-- `loop:dubbo_client` in docs/lua-api.md for `opts`). It is closed when
+-- this instance goes; `ctx:release(client)` closes it earlier.
+-- @return the client, or nil and the error
+function ctx_mt:dubbo_client(opts)
+    check_open(self)
+    local client, err = self._loop:dubbo_client(opts)
+    if not client then
+        return nil, err
+    end
+    self._handles[client] = true
+    self._owners[client] = self
+    return client
+end
+
+--- Closes a handle this instance took from `ctx` (a session, a client)
+-- before the instance goes, and forgets it.
+function ctx_mt:release(handle)
+    if self._handles[handle] then
+        self._handles[handle] = nil
+        self._owners[handle] = nil
+    end
+    handle:close()
+end
+
 --- Takes over a handle the previous version of this plugin owned (handed
 -- over through `save`/`restore`), so that replacing the plugin does not
 -- close it. If the reload then fails, the handle goes back to the old
