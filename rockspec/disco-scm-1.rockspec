@@ -95,6 +95,7 @@ build = {
         ["disco.metadata_info"] = "lua/disco/metadata_info.lua",
         ["disco.properties"] = "lua/disco/properties.lua",
         ["disco.provider"] = "lua/disco/provider.lua",
+        ["disco.snapshot"] = "lua/disco/snapshot.lua",
         ["disco.service_id"] = "lua/disco/service_id.lua",
         ["disco.url"] = "lua/disco/url.lua",
         ["disco.registry.instance"] = "lua/disco/registry/instance.lua",

@@ -28,6 +28,7 @@ local instance_model = require "disco.instance"
 local mapping = require "disco.mapping"
 local metadata_info = require "disco.metadata_info"
 local service_id = require "disco.service_id"
+local snapshot = require "disco.snapshot"
 local validation = require "disco.validation"
 
 local math_random = math.random
@@ -60,7 +61,10 @@ local CACHE_OPTIONS = { "max_entries", "max_bytes", "fast_retries", "fast_retry_
 -- (the offline validation chain, `disco.validation`: `{ rules =,
 -- timeout_ms =, conf =, period_ms = }`, default the default chain; a
 -- chain built with `validation.new`; or `false`: removals are applied at
--- once)
+-- once), `snapshot` (`{ dir = PATH, max_age_ms = 86400000, wait_ms =
+-- 3000 }`: every subscription's list is written to `dir` on change and
+-- served, marked stale, when the registry has not delivered it within
+-- `wait_ms` of the subscription; see docs/lua-api.md)
 function _M.new(rt, conf)
     if type(conf) ~= "table" then
         error("consumer configuration must be a table", 2)
@@ -99,6 +103,19 @@ function _M.new(rt, conf)
             end
             self.validation = chain
         end
+    end
+    if conf.snapshot ~= nil then
+        local sconf = conf.snapshot
+        if type(sconf) ~= "table" or type(sconf.dir) ~= "string" or sconf.dir == "" then
+            error("consumer 'snapshot' must be a table with a 'dir' string", 2)
+        end
+        for _, key in ipairs({ "max_age_ms", "wait_ms" }) do
+            if sconf[key] ~= nil and (type(sconf[key]) ~= "number" or sconf[key] < 0) then
+                error("consumer 'snapshot." .. key .. "' must be a number >= 0", 2)
+            end
+        end
+        self.snapshot = { dir = sconf.dir, max_age_ms = sconf.max_age_ms or 86400000,
+                          wait_ms = sconf.wait_ms or 3000 }
     end
     local chain = conf.mapping
     if not chain then
@@ -334,12 +351,27 @@ function consumer:forget(state, inst)
     self.clients:drop(inst.host, fetch.service_port(inst))
 end
 
--- Asks the validation chain about removed instance `inst` (kept in the
--- lists meanwhile) and applies its decision: "remove" drops it, "keep"
--- keeps it until `until_ms`, when the chain is asked again.
-function consumer:validate(state, inst, why)
+-- The chain that confirms the removals which would empty a protected
+-- subscription when the consumer validates no removal (validation =
+-- false): the default chain, built on first use.
+function consumer:protection_chain()
+    if not self.protector then
+        local chain, err = validation.new(self.rt, { registry = self.registry })
+        if not chain then
+            self.log:error("empty-push protection has no validation chain: %s", tostring(err))
+            return nil
+        end
+        self.protector = chain
+    end
+    return self.protector
+end
+
+-- Asks validation chain `chain` about removed instance `inst` (kept in
+-- the lists meanwhile) and applies its decision: "remove" drops it,
+-- "keep" keeps it until `until_ms`, when the chain is asked again.
+function consumer:validate(state, inst, why, chain)
     local id = address_of(inst)
-    local entry = { instance = inst, why = why }
+    local entry = { instance = inst, why = why, chain = chain }
     local old = state.kept[id]
     if old and old.timer and not old.timer:is_closed() then
         old.timer:close()
@@ -348,7 +380,7 @@ function consumer:validate(state, inst, why)
     local req = { instance = inst, address = id, app = state.name, reason = why,
                   current = registered_at(state, id), now = self.rt:now(),
                   calls = self.calls[id] }
-    self.validation:validate(req, function(d)
+    chain:validate(req, function(d)
         if self.closed or state.detached or state.kept[id] ~= entry then
             return
         end
@@ -369,12 +401,12 @@ function consumer:validate(state, inst, why)
         else
             inst.suspect = reason
             local now = self.rt:now()
-            local until_ms = d.until_ms or (now + self.validation:period())
+            local until_ms = d.until_ms or (now + chain:period())
             entry.until_ms, entry.reason = until_ms, reason
             entry.timer = self.rt:after(math.max(until_ms - now, 1), function()
                 entry.timer = nil
                 if state.kept[id] == entry and not self.closed and not state.detached then
-                    self:validate(state, inst, why)
+                    self:validate(state, inst, why, chain)
                 end
             end, "validation " .. id)
             self.log:info("%s %s kept until %d (%s)", state.name, id, until_ms, reason)
@@ -419,10 +451,16 @@ function consumer:on_instances(state, diff, instances)
             state.kept[id] = nil
         end
     end
+    local chain = self.validation
+    if not chain and #removals > 0 and self:would_empty(state) then
+        -- Empty-push protection: removals that would leave a protected
+        -- subscription with no address wait for the chain's word.
+        chain = self:protection_chain()
+    end
     local applied = { added = diff.added or {}, updated = diff.updated or {}, removed = {} }
     local validating = {}
     for _, r in ipairs(removals) do
-        if self.validation then
+        if chain then
             validating[#validating + 1] = r[1]
         else
             applied.removed[#applied.removed + 1] = r[1]
@@ -434,11 +472,27 @@ function consumer:on_instances(state, diff, instances)
                                               instances = state.instances, diff = applied,
                                               validating = validating, reasons = {} })
     for _, r in ipairs(removals) do
-        if self.validation then
-            self:validate(state, r[1], r[2])
+        if chain then
+            self:validate(state, r[1], r[2], chain)
         end
     end
     self:regroup(state)
+end
+
+-- Whether `state`'s registered instances alone (its removals applied)
+-- would leave a subscription with empty-push protection, which has
+-- addresses now, with none.
+function consumer.would_empty(_, state)
+    state.instances = effective(state)
+    for sub in pairs(state.subs) do
+        if sub.empty_protection and sub.live and #sub.sorted > 0 then
+            local set = sub:compute(true)
+            if set and next(set) == nil then
+                return true
+            end
+        end
+    end
+    return false
 end
 
 -- Rebuilds the lists of every subscription reading `state`'s app.
@@ -488,9 +542,16 @@ end
 -- applications are known and their instances read, then after every real
 -- change: `diff.added` and `diff.removed` hold address entries, `list` all
 -- of them sorted by URL. An entry: `url` (string), `host`, `port`,
--- `protocol`, `path`, `app`, `instance`, `service` (its ServiceInfo).
--- `opts.provided_by`: application names that win over the mapping.
--- @treturn table the subscription (`:list()`, `:apps()`, `:cancel()`)
+-- `protocol`, `path`, `app`, `instance`, `service` (its ServiceInfo);
+-- entries served from a disk snapshot also have `stale = true`.
+-- `opts.provided_by`: application names that win over the mapping;
+-- `opts.empty_protection` (default: on unless the consumer's validation
+-- is false): a change that would leave the list empty is applied only
+-- once the validation chain confirmed each removal (`status().protected`
+-- and `reason` meanwhile); `opts.debounce_ms` (default
+-- 0, off): at most one call per window, with the net diff since the last.
+-- @treturn table the subscription (`:list()`, `:apps()`, `:status()`,
+-- `:cancel()`)
 function consumer:subscribe(id, on_change, opts)
     local sid, err = service_id.parse(id)
     if not sid then
@@ -499,20 +560,45 @@ function consumer:subscribe(id, on_change, opts)
     if type(on_change) ~= "function" then
         error("subscribe: on_change must be a function", 2)
     end
+    opts = opts or {}
+    if type(opts) ~= "table" then
+        error("subscribe: options must be a table", 2)
+    end
+    local debounce_ms = opts.debounce_ms or 0
+    if type(debounce_ms) ~= "number" or debounce_ms < 0 then
+        error("subscribe: debounce_ms must be a number >= 0", 2)
+    end
     local sub = setmetatable({
         consumer = self,
         id = service_id.format(sid),
         sid = sid,
         on_change = on_change,
         app_set = {},
-        current = {}, -- url -> entry
+        current = {}, -- url -> entry, as the listener last got it
         sorted = {},
-        delivered = false,
+        latest = nil, -- url -> entry, as last computed (debounce holds it back)
+        delivered = false, -- the listener got a list (live or stale)
+        live = false, -- the listener got a list from the registry
+        -- On by default with the consumer's validation chain; with
+        -- validation = false only when asked for (then the default chain
+        -- confirms the removals that would empty this list).
+        empty_protection = opts.empty_protection == nil and self.validation ~= nil
+            or opts.empty_protection == true,
+        debounce_ms = debounce_ms,
+        last_delivery = nil,
         cancelled = false,
     }, subscription)
     self.subs[sub] = true
     self.rt:emit("ReferenceConfigInitialized", { service_id = sub.id })
-    local params = { provided_by = opts and opts.provided_by }
+    if self.snapshot then
+        sub.snapshot_timer = self.rt:after(self.snapshot.wait_ms, function()
+            sub.snapshot_timer = nil
+            if not sub.live and not sub.cancelled and not self.closed then
+                sub:serve_snapshot()
+            end
+        end, "snapshot wait")
+    end
+    local params = { provided_by = opts.provided_by }
     sub.mapping_handle = self.mapping:subscribe(sid, params, function(apps)
         if not sub.cancelled and not self.closed then
             sub:set_apps(apps or {})
@@ -553,38 +639,185 @@ function subscription:apps()
     return list
 end
 
---- The current address list (sorted by URL).
+--- The address list the listener last got (sorted by URL).
 function subscription:list()
     return self.sorted
 end
 
--- Recomputes the list; calls the listener when it changed (or for the
--- first time, once every application has been read).
-function subscription:rebuild()
-    if self.cancelled or not self.mapped then
-        return
+--- What the list rests on: `live` (the registry delivered it), `stale`
+-- and `age_ms` (served from a disk snapshot that old), `protected` and
+-- `reason` (empty-push protection holds addresses the registry no longer
+-- lists), `debouncing` (a change waits for the end of the window),
+-- `snapshot_error` (why the snapshot was not served, if it was not).
+-- @treturn table
+function subscription:status()
+    local st = { live = self.live, stale = self.stale ~= nil, protected = self.protected ~= nil,
+                 debouncing = self.debounce_timer ~= nil, snapshot_error = self.snapshot_error }
+    if self.stale then
+        st.age_ms = math.max(0, snapshot.wall_ms() - self.stale.saved_at)
+        st.snapshot = self.stale.path
     end
+    if self.protected then
+        st.reason = self.protected
+    end
+    return st
+end
+
+-- The list as the registry and the metadata give it now (url -> entry),
+-- or nil while the first list waits for every application's first read
+-- and the first attempt at each of its revisions (unless `any`).
+function subscription:compute(any)
     local consumer_ = self.consumer
     local next_set = {}
     for app in pairs(self.app_set) do
         local state = consumer_.apps[app]
-        -- The first list waits for every application's first read and the
-        -- first attempt at each of its revisions.
-        if not self.delivered and (not state.ready or next(state.pending) ~= nil) then
-            return
+        if not any and not self.live and (not state.ready or next(state.pending) ~= nil) then
+            return nil
         end
         address_list.collect(next_set, state, self.sid, function(revision)
             return consumer_:known(app, revision)
         end)
     end
-    local diff, sorted = address_list.diff(self.current, next_set)
-    if self.delivered and #diff.added == 0 and #diff.removed == 0 then
+    return next_set
+end
+
+-- Why `set` is held by empty-push protection, or nil: every entry is of a
+-- removed instance kept for the validation chain (the registry lists none
+-- of them any more).
+function subscription:protection_of(set)
+    if not self.empty_protection or next(set) == nil then
+        return nil
+    end
+    local consumer_ = self.consumer
+    local reasons, seen = {}, {}
+    for _, entry in pairs(set) do
+        local state = consumer_.apps[entry.app]
+        local id = address_of(entry.instance)
+        local kept = state and state.kept[id]
+        if not kept or registered_at(state, id) then
+            return nil
+        end
+        if not seen[id] then
+            seen[id] = true
+            reasons[#reasons + 1] = id .. " " .. (kept.reason
+                or ("awaiting validation (" .. tostring(kept.why) .. ")"))
+        end
+    end
+    table.sort(reasons)
+    return "the registry lists no instance; kept while the validation chain keeps them: "
+        .. table.concat(reasons, "; ")
+end
+
+-- Recomputes the list; calls the listener when it changed (or for the
+-- first time, once every application has been read), at most once per
+-- debounce window.
+function subscription:rebuild()
+    if self.cancelled or not self.mapped then
         return
     end
-    self.current, self.sorted, self.delivered = next_set, sorted, true
+    local next_set = self:compute()
+    if not next_set then
+        return
+    end
+    self.latest = next_set
+    local consumer_ = self.consumer
+    local protected = self:protection_of(next_set)
+    if protected ~= self.protected then
+        self.protected = protected
+        if protected then
+            -- Logged and announced when it starts and when its reason
+            -- changes (the chain answered, or asked again).
+            consumer_.log:warn("%s: empty-push protection: %s", self.id, protected)
+            local app = next(next_set) and select(2, next(next_set)).app
+            local state = consumer_.apps[app]
+            consumer_.rt:emit("ServiceInstancesChanged", {
+                service_name = app, instances = state and state.instances or {},
+                diff = { added = {}, updated = {}, removed = {} }, reasons = {},
+                service_id = self.id, protected = true, reason = protected })
+        end
+    end
+    if not self.live then
+        -- The registry's first list replaces a stale one whatever the diff.
+        self.live = true
+        return self:deliver(true)
+    end
+    if self.debounce_ms > 0 then
+        if self.debounce_timer then
+            return
+        end
+        local wait = self.last_delivery and (self.last_delivery + self.debounce_ms
+                                             - consumer_.rt:now()) or 0
+        if wait > 0 then
+            self.debounce_timer = consumer_.rt:after(wait, function()
+                self.debounce_timer = nil
+                if not self.cancelled and not consumer_.closed then
+                    self:deliver()
+                end
+            end, "debounce " .. self.id)
+            return
+        end
+    end
+    self:deliver()
+end
+
+-- Hands the latest list to the listener with the diff from the one it
+-- got last (when they differ, or when `force`), and saves it.
+function subscription:deliver(force)
+    local consumer_ = self.consumer
+    local diff, sorted = address_list.diff(self.current, self.latest)
+    if not force and #diff.added == 0 and #diff.removed == 0 then
+        return
+    end
+    self.current, self.sorted, self.delivered = self.latest, sorted, true
+    self.stale = nil
+    self.last_delivery = consumer_.rt:now()
+    local conf = consumer_.snapshot
+    if conf then
+        local ok, err = snapshot.write(conf.dir, self.id, sorted)
+        if not ok then
+            consumer_.log:warn("cannot save the snapshot of %s: %s", self.id, tostring(err))
+        end
+    end
     local ok, err = pcall(self.on_change, diff, sorted)
     if not ok then
         consumer_.log:error("listener of %s failed: %s", self.id, tostring(err))
+    end
+end
+
+-- The registry has not answered in time: serves the disk snapshot, if
+-- there is a readable one young enough, as a stale list.
+function subscription:serve_snapshot()
+    local consumer_ = self.consumer
+    local conf = consumer_.snapshot
+    local snap, err, code = snapshot.read(conf.dir, self.id)
+    if not snap then
+        self.snapshot_error = err
+        if code == "ENOENT" then
+            consumer_.log:info("%s: no snapshot to serve: %s", self.id, err)
+        else
+            consumer_.log:warn("%s: snapshot ignored: %s", self.id, err)
+        end
+        return
+    end
+    local age = snapshot.wall_ms() - snap.saved_at
+    if age > conf.max_age_ms then
+        self.snapshot_error = "ETIMEDOUT: snapshot " .. snap.path .. " is " .. age
+            .. " ms old (max_age_ms " .. conf.max_age_ms .. ")"
+        consumer_.log:warn("%s: snapshot refused: %s", self.id, self.snapshot_error)
+        return
+    end
+    local set = {}
+    for _, entry in ipairs(snap.entries) do
+        set[entry.url] = entry
+    end
+    local diff, sorted = address_list.diff(self.current, set)
+    self.current, self.sorted, self.delivered = set, sorted, true
+    self.stale = snap
+    consumer_.log:warn("%s: the registry has not answered in %d ms: serving %d stale addresses"
+                       .. " from %s (%d ms old)", self.id, conf.wait_ms, #sorted, snap.path, age)
+    local ok, lerr = pcall(self.on_change, diff, sorted)
+    if not ok then
+        consumer_.log:error("listener of %s failed: %s", self.id, tostring(lerr))
     end
 end
 
@@ -596,6 +829,13 @@ function subscription:cancel()
     end
     self.cancelled = true
     local consumer_ = self.consumer
+    for _, key in ipairs({ "debounce_timer", "snapshot_timer" }) do
+        local timer = self[key]
+        if timer and not timer:is_closed() then
+            timer:close()
+        end
+        self[key] = nil
+    end
     if self.mapping_handle then
         self.mapping_handle:cancel()
     end
