@@ -149,6 +149,21 @@ function _M.entries(inst, info, sid, app)
     return entries
 end
 
+--- The address ("host:port") of an instance.
+function _M.address_of(inst)
+    return inst.id or (inst.host .. ":" .. inst.port)
+end
+
+--- The instance registered at address `id` in a consumer's application
+-- state (`state.registered`) now, or nil.
+function _M.registered_at(state, id)
+    for _, inst in ipairs(state.registered) do
+        if _M.address_of(inst) == id then
+            return inst
+        end
+    end
+end
+
 --- Adds to `set` (url -> entry) the entries of every instance of `state`
 -- (a consumer's application state: `name`, `instances`, `last_info`).
 -- `known(revision)` answers the MetadataInfo of a revision or nil; an

@@ -21,6 +21,7 @@
 -- mapping contract").
 -- @module disco.mapping
 
+local plugin_chain = require "disco.plugin_chain"
 local registry_url = require "disco.registry.url"
 
 local _M = {}
@@ -166,14 +167,6 @@ local function same(a, b)
     return true
 end
 
-local function copy(list)
-    local out = {}
-    for i = 1, #list do
-        out[i] = list[i]
-    end
-    return out
-end
-
 --- Creates a chain and loads its policies that are not loaded yet.
 -- @tparam disco.runtime rt
 -- @tparam table opts `registry` (the registry plugin's module, or its
@@ -194,12 +187,6 @@ function _M.new(rt, opts)
     if type(policies) ~= "table" then
         error("policies must be a list of plugin names", 2)
     end
-    local registry_name
-    if type(opts.registry) == "string" then
-        registry_name = opts.registry
-    elseif type(opts.registry) == "table" and type(opts.registry.name) == "string" then
-        registry_name = "registry/" .. opts.registry.name
-    end
     local subscribed = opts.subscribed_services
     if subscribed == nil and opts.registry_url then
         local parsed = registry_url.parse(opts.registry_url)
@@ -208,25 +195,22 @@ function _M.new(rt, opts)
     local self = setmetatable({
         rt = rt,
         log = rt:logger("mapping"),
-        policies = copy(policies),
+        policies = plugin_chain.copy(policies),
         registry_fallback = type(opts.registry) == "table" and opts.registry or nil,
-        registry_name = registry_name,
+        registry_name = plugin_chain.registry_name(opts.registry),
         timeout_ms = opts.timeout_ms or _M.DEFAULT_TIMEOUT_MS,
         subs = {},
         closed = false,
     }, chain_mt)
     local confs = opts.conf or {}
-    for _, name in ipairs(self.policies) do
-        if not rt.plugins:get(name) then
-            local conf = confs[name]
-            if conf == nil and name == "mapping/subscribed_services" then
-                conf = { services = subscribed }
-            end
-            local mod, err = rt:load_plugin(name, conf or {})
-            if not mod then
-                return nil, err
-            end
+    local loaded, err = plugin_chain.load(rt, self.policies, function(name)
+        if confs[name] == nil and name == "mapping/subscribed_services" then
+            return { services = subscribed }
         end
+        return confs[name]
+    end)
+    if not loaded then
+        return nil, err
     end
     -- A reloaded (or newly loaded) policy gets the live subscriptions'
     -- watches re-armed on its new version; an unloaded one loses them.
@@ -240,8 +224,7 @@ function _M.new(rt, opts)
 end
 
 function chain_mt:_registry()
-    return (self.registry_name and self.rt.plugins:get(self.registry_name))
-        or self.registry_fallback
+    return plugin_chain.registry(self.rt, self.registry_name, self.registry_fallback)
 end
 
 function chain_mt:_request(service_id, params)
@@ -264,15 +247,18 @@ function chain_mt:_ask(name, hook, req, cb)
     if type(mod[hook]) ~= "function" then
         return cb(nil, nil)
     end
-    local answered, timer = false, nil
-    local function answer(err, apps)
-        if answered then
-            return
-        end
-        answered = true
-        if timer and not timer:is_closed() then
-            timer:close()
-        end
+    plugin_chain.ask(self.rt, {
+        timeout_ms = self.timeout_ms,
+        label = "mapping " .. name,
+        log = self.log,
+        who = "policy " .. name .. ": " .. hook,
+        failed = function(message)
+            if message:match("^no answer") then
+                return "ETIMEDOUT: " .. message
+            end
+            return (message:gsub("^raised: ", ""))
+        end,
+    }, mod[hook], req, function(err, apps)
         if err == nil and apps ~= nil and type(apps) ~= "table" then
             err = "EINVAL: answered a " .. type(apps) .. " instead of a list of names"
         end
@@ -282,20 +268,7 @@ function chain_mt:_ask(name, hook, req, cb)
             return cb(err)
         end
         cb(nil, apps and _M.normalize(apps) or nil)
-    end
-    timer = self.rt:after(self.timeout_ms, function()
-        answer("ETIMEDOUT: no answer within " .. self.timeout_ms .. " ms")
-    end, "mapping " .. name)
-    -- The request is a copy: a policy that changes it changes its own.
-    local r = {}
-    for k, v in pairs(req) do
-        r[k] = v
-    end
-    local ok, err = xpcall(mod[hook], debug.traceback, r, answer)
-    if not ok then
-        self.log:error("policy %s: %s raised: %s", name, hook, tostring(err))
-        answer(tostring(err):match("^(.-)\nstack traceback:") or tostring(err))
-    end
+    end)
 end
 
 -- `params` may be left out before the callback: (id, cb) or (id, params,
@@ -374,7 +347,7 @@ function chain_mt:_refresh(sub)
         end
         if apps and (sub.apps == nil or not same(apps, sub.apps)) then
             sub.apps = apps
-            local ok, cb_err = xpcall(sub.on_change, debug.traceback, copy(apps))
+            local ok, cb_err = xpcall(sub.on_change, debug.traceback, plugin_chain.copy(apps))
             if not ok then
                 self.log:error("mapping subscriber of %s failed: %s", sub.interface, cb_err)
             end
@@ -465,7 +438,7 @@ function chain_mt:subscribe(service_id, params, on_change)
                 pcall(w.cancel)
             end
         end,
-        apps = function() return sub.apps and copy(sub.apps) end,
+        apps = function() return sub.apps and plugin_chain.copy(sub.apps) end,
     }
 end
 

@@ -26,6 +26,8 @@
 --   chain:stats()   -- { removed =, kept = { [rule] = n }, deferred =, errors = }
 -- @module disco.validation
 
+local plugin_chain = require "disco.plugin_chain"
+
 local _M = {}
 
 --- The rules of a chain built without `rules`, in order.
@@ -43,14 +45,6 @@ local VERDICTS = { remove = true, keep = true, defer = true }
 
 local chain_mt = {}
 chain_mt.__index = chain_mt
-
-local function copy(list)
-    local out = {}
-    for i = 1, #list do
-        out[i] = list[i]
-    end
-    return out
-end
 
 --- Creates a chain and loads its rules that are not loaded yet.
 -- @tparam disco.runtime rt
@@ -77,16 +71,11 @@ function _M.new(rt, opts)
                   .. "' is not a validation or health plugin", 2)
         end
     end
-    local registry_name
-    if type(opts.registry) == "string" then
-        registry_name = opts.registry
-    elseif type(opts.registry) == "table" and type(opts.registry.name) == "string" then
-        registry_name = "registry/" .. opts.registry.name
-    end
+    local registry_name = plugin_chain.registry_name(opts.registry)
     local self = setmetatable({
         rt = rt,
         log = rt:logger("validation"),
-        rules = copy(rules),
+        rules = plugin_chain.copy(rules),
         registry_fallback = type(opts.registry) == "table" and opts.registry or nil,
         registry_name = registry_name,
         timeout_ms = opts.timeout_ms or _M.DEFAULT_TIMEOUT_MS,
@@ -94,20 +83,15 @@ function _M.new(rt, opts)
         counters = { removed = 0, kept = {}, deferred = 0, errors = 0, validations = 0 },
     }, chain_mt)
     local confs = opts.conf or {}
-    for _, name in ipairs(self.rules) do
-        if not rt.plugins:get(name) then
-            local mod, err = rt:load_plugin(name, confs[name] or {})
-            if not mod then
-                return nil, err
-            end
-        end
+    local loaded, err = plugin_chain.load(rt, self.rules, function(name) return confs[name] end)
+    if not loaded then
+        return nil, err
     end
     return self
 end
 
 function chain_mt:_registry()
-    return (self.registry_name and self.rt.plugins:get(self.registry_name))
-        or self.registry_fallback
+    return plugin_chain.registry(self.rt, self.registry_name, self.registry_fallback)
 end
 
 --- The heartbeat period rules compare against: the chain's `period_ms`,
@@ -148,15 +132,13 @@ function chain_mt:_ask(name, req, cb)
         self.log:warn("rule %s is not loaded or has no validate hook; deferred", name)
         return cb({ verdict = "defer", reason = "rule not loaded" })
     end
-    local answered, timer = false, nil
-    local function answer(d)
-        if answered then
-            return
-        end
-        answered = true
-        if timer and not timer:is_closed() then
-            timer:close()
-        end
+    plugin_chain.ask(self.rt, {
+        timeout_ms = self.timeout_ms,
+        label = "validation " .. name,
+        log = self.log,
+        who = "rule " .. name,
+        failed = function(message) return message end,
+    }, hook, req, function(d)
         local decision, why = checked(d)
         if not decision then
             self.counters.errors = self.counters.errors + 1
@@ -164,21 +146,7 @@ function chain_mt:_ask(name, req, cb)
             decision = { verdict = "defer", reason = why }
         end
         cb(decision)
-    end
-    timer = self.rt:after(self.timeout_ms, function()
-        timer = nil
-        answer("no answer within " .. self.timeout_ms .. " ms")
-    end, "validation " .. name)
-    -- The request is a copy: a rule that changes it changes its own.
-    local r = {}
-    for k, v in pairs(req) do
-        r[k] = v
-    end
-    local ok, err = xpcall(hook, debug.traceback, r, answer)
-    if not ok and not answered then
-        self.log:error("rule %s raised: %s", name, tostring(err))
-        answer("raised: " .. (tostring(err):match("^(.-)\nstack traceback:") or tostring(err)))
-    end
+    end)
 end
 
 --- Runs the chain on one removal. `req` needs `instance` (the cached
@@ -209,7 +177,7 @@ function chain_mt:validate(req, cb)
     r.period_ms = r.period_ms or self:period()
     local counters = self.counters
     counters.validations = counters.validations + 1
-    local rules = copy(self.rules)
+    local rules = plugin_chain.copy(self.rules)
     local i = 0
     local step
     step = function()
@@ -252,7 +220,7 @@ end
 
 --- The rule names, in order.
 function chain_mt:rule_names()
-    return copy(self.rules)
+    return plugin_chain.copy(self.rules)
 end
 
 return _M
