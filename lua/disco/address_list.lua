@@ -33,8 +33,9 @@ local _M = {}
 -- info -> { [service id string] = matching ServiceInfos }. Weak: a
 -- MetadataInfo evicted from the consumer takes its templates with it.
 local templates = setmetatable({}, { __mode = "k" })
--- instance -> { info =, sid =, entries = } so that an unchanged instance
--- is not rebuilt on every change of its siblings.
+-- instance -> { [service id string] = { info =, entries = } } so that an
+-- unchanged instance is not rebuilt on every change of its siblings, for
+-- each subscription that reads it.
 local built = setmetatable({}, { __mode = "k" })
 
 -- What every URL of `service` shares: the text before the host, the path
@@ -109,11 +110,17 @@ end
 
 --- The address entries of `inst` for the services of `info` matching `sid`.
 -- The URL text is what `disco.url` formats: the service's parameters in
--- key order, then the instance's in key order.
-function _M.entries(inst, info, sid, app)
-    local sid_key = service_id.format(sid)
-    local memo = built[inst]
-    if memo and memo.info == info and memo.sid == sid_key then
+-- key order, then the instance's in key order. `sid_key` is
+-- `service_id.format(sid)` when the caller has it already.
+function _M.entries(inst, info, sid, app, sid_key)
+    sid_key = sid_key or service_id.format(sid)
+    local per_sid = built[inst]
+    if not per_sid then
+        per_sid = {}
+        built[inst] = per_sid
+    end
+    local memo = per_sid[sid_key]
+    if memo and memo.info == info then
         return memo.entries
     end
     local entries = {}
@@ -145,7 +152,7 @@ function _M.entries(inst, info, sid, app)
             service = service,
         }
     end
-    built[inst] = { info = info, sid = sid_key, entries = entries }
+    per_sid[sid_key] = { info = info, entries = entries }
     return entries
 end
 
@@ -155,13 +162,9 @@ function _M.address_of(inst)
 end
 
 --- The instance registered at address `id` in a consumer's application
--- state (`state.registered`) now, or nil.
+-- state now (its `registered_by_address` index), or nil.
 function _M.registered_at(state, id)
-    for _, inst in ipairs(state.registered) do
-        if _M.address_of(inst) == id then
-            return inst
-        end
-    end
+    return state.registered_by_address[id]
 end
 
 --- Adds to `set` (url -> entry) the entries of every instance of `state`
@@ -171,9 +174,10 @@ end
 -- last resolved with (so a failed fetch never removes it), or is left out.
 function _M.collect(set, state, sid, known)
     local last_info = state.last_info
+    local sid_key = service_id.format(sid)
     for _, inst in ipairs(state.instances) do
         local revision = instance_model.revision(inst)
-        local id = inst.id or (inst.host .. ":" .. inst.port)
+        local id = _M.address_of(inst)
         local info = revision and revision ~= "0" and known(revision) or nil
         if info then
             last_info[id] = info
@@ -181,7 +185,7 @@ function _M.collect(set, state, sid, known)
             info = last_info[id]
         end
         if info then
-            for _, entry in ipairs(_M.entries(inst, info, sid, state.name)) do
+            for _, entry in ipairs(_M.entries(inst, info, sid, state.name, sid_key)) do
                 set[entry.url] = entry
             end
         end

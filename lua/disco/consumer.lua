@@ -409,9 +409,11 @@ end
 
 -- The registry's news about an application.
 function consumer:on_instances(state, diff, instances)
+    -- Address -> the instance registered there now: removals below, and
+    -- every "is this address registered?" question later, look it up here.
     local now_ids = {}
     for _, inst in ipairs(instances) do
-        now_ids[address_of(inst)] = true
+        now_ids[address_of(inst)] = inst
     end
     -- Removals: the diff's, and anything the last list had that this one
     -- lacks (a re-list after a reconnect may not say).
@@ -430,7 +432,7 @@ function consumer:on_instances(state, diff, instances)
             removals[#removals + 1] = { inst, "missing" }
         end
     end
-    state.registered = instances
+    state.registered, state.registered_by_address = instances, now_ids
     -- An address registered again needs no keeping.
     for id, kept in pairs(state.kept) do
         if now_ids[id] then
@@ -495,7 +497,8 @@ end
 function consumer:attach(app, sub)
     local state = self.apps[app]
     if not state then
-        state = { name = app, subs = {}, instances = {}, registered = {}, kept = {},
+        state = { name = app, subs = {}, instances = {}, registered = {},
+                  registered_by_address = {}, kept = {},
                   by_revision = {}, wanted = {}, pending = {}, tried = {}, last_info = {},
                   ready = false }
         self.apps[app] = state

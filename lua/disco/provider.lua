@@ -225,13 +225,14 @@ function provider:unexport(match_key)
     return true
 end
 
---- The exported services' URLs (disco.url objects), sorted.
+--- The exported services' URLs (disco.url objects), sorted by their text.
 function provider:urls()
-    local list = {}
+    local list, text = {}, {}
     for _, entry in pairs(self.exports) do
         list[#list + 1] = entry.url
+        text[entry.url] = entry.url:to_string()
     end
-    table.sort(list, function(a, b) return a:to_string() < b:to_string() end)
+    table.sort(list, function(a, b) return text[a] < text[b] end)
     return list
 end
 

@@ -168,8 +168,14 @@ describe("flows on the memory registry", function()
         assert.is_true(wait(function() return calls == 1 end))
         -- Re-writing the same registration changes nothing a consumer sees.
         local registry = rt:registry_of(url)
+        local changes = 0
+        rt:on("ServiceInstancesChanged", function() changes = changes + 1 end)
         assert.is_nil(call(function(cb) registry.update(p.instance, cb) end))
+        -- The registry did report the update (so the listener had its
+        -- chance to be called)...
+        assert.is_true(wait(function() return changes > 0 end))
         wait(function() return false end, 200)
+        -- ...and the list, unchanged, was not delivered again.
         assert.equal(1, calls)
     end)
 

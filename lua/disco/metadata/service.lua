@@ -25,6 +25,7 @@
 
 local metadata_hessian = require "disco.metadata.hessian"
 local metadata_info = require "disco.metadata_info"
+local url = require "disco.url"
 
 local _M = {}
 local service = {}
@@ -115,7 +116,7 @@ end
 function service:exported_urls(iface, group, version, protocol)
     local list = { ["@list"] = "java.util.TreeSet" }
     for _, text in ipairs(self.urls) do
-        local u = require("disco.url").parse(text)
+        local u = url.parse(text)
         if u and matches(iface, u.params.interface or u.path) and matches(group, u.params.group)
             and matches(version, u.params.version) and matches(protocol, u.protocol) then
             list[#list + 1] = text
