@@ -90,5 +90,14 @@ if ! grep -q '^1\.\.[0-9]*$' "$DISCO_TEST_TMPDIR/busted.out"; then
   failed=$((failed + 1))
 fi
 
+# CI shows only the tail of a long run: name every failure again here, just
+# above the count, with the first lines of each busted failure message.
+if [ "$failed" -ne 0 ]; then
+  echo "== failures ($BUILD)"
+  grep '^FAIL ' "$DISCO_TEST_TMPDIR/ctest.out" | sed 's/^/failure: /'
+  awk '/^not ok /{print "failure: " $0; n=6; next}
+       n>0 && /^#/{print "failure:   " $0; n--; next}
+       {n=0}' "$DISCO_TEST_TMPDIR/busted.out"
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
