@@ -23,7 +23,9 @@ CC ?= cc
 DEB_PACKAGES := build-essential pkg-config luajit2 libluajit2-5.1-dev \
   libuv1-dev libzookeeper-mt-dev zookeeper default-jre-headless lua-cjson \
   lua-busted lua-check luarocks clang-format valgrind libssl-dev \
-  default-jdk-headless libhessian-java clang libclang-rt-14-dev
+  default-jdk-headless libhessian-java clang libclang-rt-14-dev \
+  libhttp-parser-dev nginx-light libnginx-mod-http-lua lua-resty-core \
+  lua-resty-lrucache curl
 
 # The C sources of the disco.core Lua module. rockspec/disco-scm-1.rockspec
 # lists the same files; spec/01-unit/rockspec_spec.lua checks that they agree.
