@@ -24,7 +24,7 @@ DEB_PACKAGES := build-essential pkg-config luajit2 libluajit2-5.1-dev \
   libuv1-dev libzookeeper-mt-dev zookeeper default-jre-headless lua-cjson \
   lua-busted lua-check luarocks clang-format valgrind libssl-dev \
   default-jdk-headless libhessian-java clang libclang-rt-14-dev \
-  libhttp-parser-dev nginx-light libnginx-mod-http-lua lua-resty-core \
+  libhttp-parser-dev nginx libnginx-mod-http-lua lua-resty-core \
   lua-resty-lrucache curl
 
 # The C sources of the disco.core Lua module. rockspec/disco-scm-1.rockspec
