@@ -408,38 +408,54 @@ describe("disco.zk #zookeeper #integration", function()
         end)
 
         it("keeps the loop ticking while a close blocks on a paused server", function()
-            local closed_at
-            local zk = assert(fx.loop:zk({
-                hosts = server.connect_string,
-                session_timeout = 6000,
-                on_state = function(_, state)
-                    if state == "closed" then closed_at = core.hrtime() end
-                end,
-            }))
-            fx.track(zk)
-            assert.is_true(run_until(function() return zk:state() == "connected" end))
-            local pending = 0
-            assert(zk:get("/", nil, function() pending = pending + 1 end))
-            assert.is_true(run_until(function() return pending == 1 end))
-            local ticks = 0
-            local timer = assert(fx.loop:timer("ticks"))
-            assert(timer:start(1, 1, function() ticks = ticks + 1 end))
-            server:pause()
-            local ok, failure = pcall(function()
-                local t0 = core.hrtime()
-                zk:close()
-                assert.is_true(run_until(function() return closed_at ~= nil end, 15000))
-                local ms = closed_at - t0
+            -- zookeeper_close on a connected handle usually waits for the
+            -- frozen server (about a quarter of the session timeout); now and
+            -- then it returns at once (the close request fits in the socket
+            -- buffer and the library does not wait). Only a close that did
+            -- block says anything about the loop, so try a few sessions.
+            local function attempt()
+                local closed_at
+                local zk = assert(fx.loop:zk({
+                    hosts = server.connect_string,
+                    session_timeout = 6000,
+                    on_state = function(_, state)
+                        if state == "closed" then closed_at = core.hrtime() end
+                    end,
+                }))
+                fx.track(zk)
+                assert.is_true(run_until(function() return zk:state() == "connected" end))
+                local pending = 0
+                assert(zk:get("/", nil, function() pending = pending + 1 end))
+                assert.is_true(run_until(function() return pending == 1 end))
+                local ticks = 0
+                local timer = assert(fx.loop:timer("ticks"))
+                assert(timer:start(1, 1, function() ticks = ticks + 1 end))
+                server:pause()
+                local ok, ms = pcall(function()
+                    local t0 = core.hrtime()
+                    zk:close()
+                    assert.is_true(run_until(function() return closed_at ~= nil end, 15000))
+                    return closed_at - t0
+                end)
+                server:resume()
+                timer:close()
+                assert(ok, ms)
                 print(string.format(
                     "zk close (connected, server paused): %.1f ms, %d ticks", ms, ticks))
-                -- zookeeper_close waits for the paused server for seconds;
-                -- the loop must have run its 1 ms timer all along.
-                assert.is_true(ms > 500)
-                assert.is_true(ticks >= ms / 4)
-            end)
-            server:resume()
-            timer:close()
-            assert(ok, failure)
+                return ms, ticks
+            end
+            local tried = {}
+            for _ = 1, 4 do
+                local ms, ticks = attempt()
+                if ms > 500 then
+                    -- The loop must have run its 1 ms timer all along.
+                    assert.is_true(ticks >= ms / 4,
+                        string.format("%d ticks in a %.0f ms close", ticks, ms))
+                    return
+                end
+                tried[#tried + 1] = string.format("%.1f ms", ms)
+            end
+            error("no close blocked on the paused server: " .. table.concat(tried, ", "))
         end)
     end)
 end)
