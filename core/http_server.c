@@ -97,6 +97,7 @@ struct disco__hconn_s {
   int awaiting;        /* a request went to on_request; its reply is due */
   int writing;         /* a keep-alive reply is being written */
   int ending;          /* the final reply is queued: shut down, linger, close */
+  int peer_eof;        /* the client has closed its side */
   uint64_t request_id; /* the request awaiting its reply */
   int keep_alive;      /* of the request awaiting its reply */
   int head_request;    /* it is a HEAD request: replies carry no body */
@@ -261,7 +262,7 @@ static void disco__conn_update_reading(disco__hconn_t *c) {
 
   if (c->closing)
     return;
-  want = c->ending || c->in_len < sizeof(c->in);
+  want = !c->peer_eof && (c->ending || c->in_len < sizeof(c->in));
   if (want && !c->reading) {
     if (uv_read_start((uv_stream_t *)&c->tcp, disco__conn_alloc_cb,
                       disco__conn_read_cb) != 0) {
@@ -311,8 +312,9 @@ static void disco__conn_shutdown_cb(uv_shutdown_t *req, int status) {
 
   if (c->closing)
     return;
-  if (status != 0) {
-    disco__conn_close(c, DISCO_LOG_DEBUG, uv_strerror(status));
+  if (status != 0 || c->peer_eof) {
+    disco__conn_close(c, DISCO_LOG_DEBUG,
+                      status != 0 ? uv_strerror(status) : "done");
     return;
   }
   disco__conn_timer(c, DISCO__HTTP_TIMER_LINGER);
@@ -707,7 +709,10 @@ static void disco__conn_write_cb(uv_write_t *req, int status) {
     disco__conn_close(c, DISCO_LOG_DEBUG, uv_strerror(status));
     return;
   }
-  if (c->writing) {
+  if (c->writing && c->peer_eof) {
+    c->writing = 0;
+    disco__conn_end(c);
+  } else if (c->writing) {
     /* A keep-alive reply is out: on to the next request. */
     c->writing = 0;
     disco__conn_timer(c, DISCO__HTTP_TIMER_IDLE);
@@ -722,6 +727,17 @@ static void disco__conn_read_cb(uv_stream_t *stream, ssize_t nread,
 
   if (nread == 0 || c->closing)
     return;
+  if (nread == UV_EOF && (c->ending || c->writing)) {
+    /* A client that closed its sending side may still read: the reply
+     * being written goes out first (see the shutdown and write
+     * callbacks). */
+    c->peer_eof = 1;
+    uv_read_stop(stream);
+    c->reading = 0;
+    if (c->ending && c->timer_kind == DISCO__HTTP_TIMER_LINGER)
+      disco__conn_close(c, DISCO_LOG_DEBUG, "done");
+    return;
+  }
   if (nread < 0) {
     if (c->ending || (nread == UV_EOF && !c->in_message && !c->awaiting))
       disco__conn_close(c, DISCO_LOG_DEBUG, "peer closed");

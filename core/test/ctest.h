@@ -221,6 +221,7 @@ char *ctest_capture_end(ctest_capture_t *capture);
   X(http_max_connections)                                                      \
   X(http_async_reply)                                                          \
   X(http_client_gone)                                                          \
+  X(http_half_close)                                                           \
   X(http_close_with_connections)                                               \
   X(http_invalid)
 

@@ -20,6 +20,7 @@ typedef struct test_http_ctx_s test_http_ctx_t;
 typedef struct {
   uv_tcp_t tcp;
   uv_connect_t connect;
+  uv_shutdown_t shutdown;
   test_http_ctx_t *ctx;
   char recv[16384];
   size_t recv_len;
@@ -167,7 +168,8 @@ static void test_http_finish(ctest_t *t, test_http_ctx_t *ctx) {
     uv_close((uv_handle_t *)&ctx->later, test_http_later_closed);
     ctx->later_open = 0;
   }
-  disco_http_server_close(ctx->server);
+  if (ctx->server_closed == 0) /* else freed already */
+    disco_http_server_close(ctx->server);
   ASSERT_EQ(t, disco_loop_run(&ctx->loop), 0);
   ASSERT_EQ(t, ctx->server_closed, 1);
   ASSERT_OK(t, disco_loop_close(&ctx->loop));
@@ -295,6 +297,11 @@ static void test_client_send(test_client_t *cl, const char *data, size_t len) {
 
 static void test_client_sends(test_client_t *cl, const char *s) {
   test_client_send(cl, s, strlen(s));
+}
+
+/* Closes the client's sending side (after what it wrote). */
+static void test_client_shutdown(test_client_t *cl) {
+  uv_shutdown(&cl->shutdown, (uv_stream_t *)&cl->tcp, NULL);
 }
 
 /* Waits for n whole responses in all (n = 0: for the server's close). */
@@ -706,4 +713,33 @@ void test_http_invalid(ctest_t *t) {
             DISCO_ECLOSED);
   /* Closed with the loop. */
   ASSERT_OK(t, disco_loop_close(&loop));
+}
+
+void test_http_half_close(ctest_t *t) {
+  test_http_ctx_t ctx;
+  test_client_t *cl;
+
+  test_http_setup(t, &ctx, NULL);
+  if (ctest_failed(t))
+    return;
+  /* A client that sends its request and closes its side still gets the
+   * reply: keep-alive, HTTP/1.0 and a refused request alike. */
+  cl = test_client_open(&ctx, 0);
+  test_client_sends(cl, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+  test_client_shutdown(cl);
+  WAIT_CLIENT(t, &ctx, cl, 0, 1);
+  ASSERT_EQ(t, test_count_responses(cl->recv, cl->recv_len), 1);
+  ASSERT(t, strstr(cl->recv, "GET /a 0") != NULL);
+  cl = test_client_open(&ctx, 1);
+  test_client_sends(cl, "GET /b HTTP/1.0\r\n\r\n");
+  test_client_shutdown(cl);
+  WAIT_CLIENT(t, &ctx, cl, 0, 1);
+  ASSERT(t, strstr(cl->recv, "GET /b 0") != NULL);
+  cl = test_client_open(&ctx, 2);
+  test_client_sends(cl, "NOT HTTP\r\n\r\n");
+  test_client_shutdown(cl);
+  WAIT_CLIENT(t, &ctx, cl, 0, 1);
+  ASSERT(t, strncmp(cl->recv, "HTTP/1.1 400 ", 13) == 0);
+  ASSERT_EQ(t, test_http_wait_connections(t, &ctx, 0), 0);
+  test_http_finish(t, &ctx);
 }
