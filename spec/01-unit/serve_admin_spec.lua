@@ -262,3 +262,46 @@ return M
         assert.matches("shutting down", body.reason, 1, true)
     end)
 end)
+
+describe("the serve daemon while the registry cannot be reached", function()
+    it("is ready from a valid disk snapshot, marks the list stale and reports its age", function()
+        local snapshot = require "disco.snapshot"
+        local dir = helpers.tmpdir()
+        local id = "dubbo:com.acme.Cart:1.0.0"
+        assert(snapshot.write(dir, id, { {
+            url = "dubbo://10.0.0.9:20880/com.acme.Cart?version=1.0.0", host = "10.0.0.9", port = 20880,
+            protocol = "dubbo", path = "com.acme.Cart", app = "shop",
+            service = { name = "com.acme.Cart", version = "1.0.0", protocol = "dubbo", port = 20880 },
+            instance = { name = "shop", host = "10.0.0.9", port = 20880,
+                         metadata = { ["dubbo.metadata.revision"] = "abc" } },
+        } }, snapshot.wall_ms() - 5000))
+        -- Nothing listens on this port: the session keeps connecting.
+        local port = require("disco.testing.ports").pick_port()
+        local conf = assert(config.validate({
+            registry = "zookeeper://127.0.0.1:" .. port,
+            subscriptions = { { id = id, provided_by = { "shop" } } },
+            consumer = { snapshot_dir = dir, snapshot_wait_ms = 50, validation = false },
+            runtime = { log_level = "error" },
+        }))
+        local d = daemon.new(conf, { http = false })
+        finally(function() d:close() end)
+        assert(d:start())
+        local status, _, body = call(d, "GET", "/readyz")
+        assert.equal(503, status)
+        assert.matches("registry session is connecting", cjson.decode(body).reason, 1, true)
+        assert.is_true(helpers.run_until(d.rt, function() return (call(d, "GET", "/readyz")) == 200 end, 5000))
+        _, _, body = call(d, "GET", "/v1/services/" .. id)
+        local view = cjson.decode(body)
+        assert.is_true(view.stale)
+        assert.is_false(view.live)
+        assert.is_true(view.age_ms >= 5000)
+        assert.equal(1, view.count)
+        assert.is_true(view.addresses[1].stale)
+        assert.equal("abc", view.addresses[1].revision)
+        local page = assert(prom.parse(d:metrics()))
+        assert.equal(0, prom.value(page, "disco_registry_session_up"))
+        assert.equal(1, prom.value(page, "disco_registry_session_state", { state = "connecting" }))
+        assert.equal(1, prom.value(page, "disco_subscription_stale", { service_id = id }))
+        assert.is_true(prom.value(page, "disco_snapshot_age_seconds", { service_id = id }) >= 5)
+    end)
+end)

@@ -38,6 +38,28 @@ return M
 ]], version, broken and "error('broken on purpose')" or "ctx:on('PluginLoaded', function() end)")
 end
 
+describe("registry/zookeeper stats() #zookeeper", function()
+    it("reports the session state and counters, and keeps them through a reload", function()
+        local disco = require "disco"
+        local rt = disco.runtime({ plugin_watch = false, log_level = "error" })
+        finally(function() rt:close() end)
+        local reg = assert(rt:registry("zookeeper://" .. helpers.zookeeper().connect_string
+                                       .. "?session_timeout=6000"))
+        assert.is_true(helpers.run_until(rt, function() return reg.stats().state == "connected" end, 10000))
+        local st = reg.stats()
+        assert.equal(1, st.generation)
+        assert.equal(1, st.connects)
+        assert.equal(0, st.disconnects)
+        assert.equal(0, st.expiries)
+        assert.equal(16, #st.session_id)
+        assert(rt:reload("registry/zookeeper"))
+        local after = rt.plugins:get("registry/zookeeper").stats()
+        assert.equal("connected", after.state)
+        assert.equal(st.session_id, after.session_id)
+        assert.equal(1, after.connects)
+    end)
+end)
+
 local has_http = core.new_loop().http_server ~= nil
 
 describe("disco serve #zookeeper", function()
