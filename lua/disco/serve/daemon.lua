@@ -72,10 +72,9 @@ function _M.new(conf, opts)
     return self
 end
 
-local function fail(self, fmt, ...)
-    local message = string.format(fmt, ...)
-    self.log:error("%s", message)
-    return nil, message
+-- A start-up failure: the caller reports it (disco serve on stderr).
+local function fail(_, fmt, ...)
+    return nil, string.format(fmt, ...)
 end
 
 function daemon:_load_plugins()
