@@ -205,7 +205,8 @@ return {
         assert.equal("text/plain; version=0.0.4; charset=utf-8", ctype)
         local page = assert(prom.parse(text))
         assert.equal(2, prom.value(page, "disco_app_instances", { app = "shop" }))
-        assert.equal(1, prom.value(page, "disco_app_revisions", { app = "shop" }))
+        -- Two ports, two revisions: the port is part of the revision (Dubbo >= 3.1.1).
+        assert.equal(2, prom.value(page, "disco_app_revisions", { app = "shop" }))
         assert.equal(1, prom.value(page, "disco_registry_session_up"))
         assert.equal(1, prom.value(page, "disco_registry_session_state", { state = "connected" }))
         assert.is_true(prom.value(page, "disco_registry_connects_total") >= 1)
