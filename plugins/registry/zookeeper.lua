@@ -34,6 +34,9 @@ local ctx, session, root
 local nodes = {}
 local watches = {}
 local handed_over = false
+-- Session counters for stats(); handed over on a reload with the session
+-- whose callback keeps counting into this very table.
+local counters = { connects = 0, disconnects = 0, expiries = 0 }
 
 function M.check_config(conf)
     if type(conf.hosts) ~= "table" or #conf.hosts == 0 then
@@ -62,6 +65,7 @@ function M.init(c, conf)
     ctx = c
     root = conf.root or (conf.group and "/" .. conf.group) or "/services"
     local auth = auth_of(conf)
+    local mine = counters
     session = assert(ctx:zk({
         hosts = table.concat(conf.hosts, ",") .. (conf.chroot or ""),
         session_timeout = tonumber(conf.session_timeout),
@@ -70,6 +74,14 @@ function M.init(c, conf)
         name = "registry " .. (conf.url or "zookeeper"),
         on_state = function(_, state, generation)
             ctx.log:info("session %s (generation %d)", state, generation)
+            if state == "connected" then
+                mine.connects = mine.connects + 1
+            elseif state == "connecting" and mine.last == "connected" then
+                mine.disconnects = mine.disconnects + 1
+            elseif state == "expired" then
+                mine.expiries = mine.expiries + 1
+            end
+            mine.last = state
         end,
     }))
 end
@@ -520,11 +532,20 @@ function M.session()
     return session
 end
 
--- A reload hands the session, its registrations and the live watches to
--- the new version.
+--- The session's state and counters (for `disco serve`'s metrics and
+-- readiness): `state`, `generation`, `session_id`, `connects`,
+-- `disconnects` (connection drops), `expiries`.
+function M.stats()
+    return { state = session:state(), generation = session:generation(),
+             session_id = session:session_id(), connects = counters.connects,
+             disconnects = counters.disconnects, expiries = counters.expiries }
+end
+
+-- A reload hands the session, its registrations, the live watches and the
+-- session counters to the new version.
 function M.save()
     handed_over = true
-    return { session = session, nodes = nodes, watches = watches }
+    return { session = session, nodes = nodes, watches = watches, counters = counters }
 end
 
 function M.restore(state)
@@ -536,6 +557,7 @@ function M.restore(state)
     session = ctx:adopt(state.session)
     nodes = state.nodes
     watches = state.watches
+    counters = state.counters or counters
     for w in pairs(watches) do
         if w.kind == "instances" then
             -- The new cache's first diff is compared with what the caller

@@ -9,7 +9,7 @@
 local _M = {}
 
 --- The commands, in the order `disco help` lists them.
-_M.COMMANDS = { "run", "provide", "resolve", "watch", "ls", "revision", "version", "help" }
+_M.COMMANDS = { "run", "serve", "provide", "resolve", "watch", "ls", "revision", "version", "help" }
 
 local known = {}
 for _, name in ipairs(_M.COMMANDS) do
