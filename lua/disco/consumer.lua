@@ -613,6 +613,26 @@ function consumer:report_call(address, ok, latency_ms)
     rec.latency_ms = latency_ms
 end
 
+--- For each application the consumer watches: how many instances the
+-- registry lists (`instances`) and how many distinct revisions they carry
+-- (`revisions`).
+-- @treturn table app -> `{ instances =, revisions = }`
+function consumer:app_counts()
+    local counts = {}
+    for app, state in pairs(self.apps) do
+        local seen, n, r = {}, 0, 0
+        for _, inst in ipairs(state.registered or {}) do
+            n = n + 1
+            local rev = instance_model.revision(inst)
+            if rev and not seen[rev] then
+                seen[rev], r = true, r + 1
+            end
+        end
+        counts[app] = { instances = n, revisions = r }
+    end
+    return counts
+end
+
 --- The validation chain's counters (`removed`, `kept` per rule,
 -- `kept_total`, `deferred`, `errors`, `validations`), plus `kept_now`: the
 -- removed instances the lists hold at the moment; nil when validation is

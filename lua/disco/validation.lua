@@ -23,7 +23,8 @@
 --   local validation = require "disco.validation"
 --   local chain = assert(validation.new(rt, { registry = reg }))
 --   chain:validate(req, function(decision) end)
---   chain:stats()   -- { removed =, kept = { [rule] = n }, deferred =, errors = }
+--   chain:stats()   -- { removed =, removed_by = { [rule] = n }, kept = { [rule] = n },
+--                   --   deferred =, errors = }
 -- @module disco.validation
 
 local plugin_chain = require "disco.plugin_chain"
@@ -40,6 +41,10 @@ _M.DEFAULT_TIMEOUT_MS = 5000
 --- The heartbeat period when neither the chain's options nor the
 -- registry's `session_timeout` give one.
 _M.DEFAULT_PERIOD_MS = 30000
+
+--- The rule name `stats().removed_by` counts a removal under when every
+-- rule deferred.
+_M.END_OF_CHAIN = "end_of_chain"
 
 local VERDICTS = { remove = true, keep = true, defer = true }
 
@@ -80,7 +85,8 @@ function _M.new(rt, opts)
         registry_name = registry_name,
         timeout_ms = opts.timeout_ms or _M.DEFAULT_TIMEOUT_MS,
         period_ms = opts.period_ms,
-        counters = { removed = 0, kept = {}, deferred = 0, errors = 0, validations = 0 },
+        counters = { removed = 0, removed_by = {}, kept = {}, deferred = 0, errors = 0,
+                     validations = 0 },
     }, chain_mt)
     local confs = opts.conf or {}
     local loaded, err = plugin_chain.load(rt, self.rules, function(name) return confs[name] end)
@@ -185,6 +191,7 @@ function chain_mt:validate(req, cb)
         local name = rules[i]
         if not name then
             counters.removed = counters.removed + 1
+            counters.removed_by[_M.END_OF_CHAIN] = (counters.removed_by[_M.END_OF_CHAIN] or 0) + 1
             return cb({ verdict = "remove", reason = "no rule kept it" })
         end
         self:_ask(name, r, function(d)
@@ -197,6 +204,7 @@ function chain_mt:validate(req, cb)
                 counters.kept[name] = (counters.kept[name] or 0) + 1
             else
                 counters.removed = counters.removed + 1
+                counters.removed_by[name] = (counters.removed_by[name] or 0) + 1
             end
             cb(d)
         end)
@@ -204,9 +212,10 @@ function chain_mt:validate(req, cb)
     step()
 end
 
---- The chain's counters: `removed`, `kept` (rule name -> count),
--- `kept_total`, `deferred` (rule answers), `errors` (rules that raised,
--- answered garbage, timed out or were missing), `validations`.
+--- The chain's counters: `removed`, `removed_by` and `kept` (rule name ->
+-- count; a removal no rule decided is under `END_OF_CHAIN`), `kept_total`,
+-- `deferred` (rule answers), `errors` (rules that raised, answered garbage,
+-- timed out or were missing), `validations`.
 function chain_mt:stats()
     local c = self.counters
     local kept, total = {}, 0
@@ -214,8 +223,12 @@ function chain_mt:stats()
         kept[name] = n
         total = total + n
     end
-    return { removed = c.removed, kept = kept, kept_total = total, deferred = c.deferred,
-             errors = c.errors, validations = c.validations }
+    local removed_by = {}
+    for name, n in pairs(c.removed_by) do
+        removed_by[name] = n
+    end
+    return { removed = c.removed, removed_by = removed_by, kept = kept, kept_total = total,
+             deferred = c.deferred, errors = c.errors, validations = c.validations }
 end
 
 --- The rule names, in order.

@@ -97,7 +97,8 @@ describe("disco.serve.metrics", function()
         apps = { shop = { instances = 2, revisions = 1 }, ['we"ird\\app'] = { instances = 1, revisions = 1 } },
         cache = { hits = 7, misses = 2, fetches = 2, failures = 1, evictions = 0, entries = 1, bytes = 397,
                   fetch_calls = 3, fetch_errors = 1, invalid_metadata = 0 },
-        validation = { removed = 4, kept = { ["validation/recent_call"] = 2 }, deferred = 6, errors = 0,
+        validation = { removed = 4, removed_by = { ["health/dubbo_probe"] = 3, end_of_chain = 1 },
+                       kept = { ["validation/recent_call"] = 2 }, deferred = 6, errors = 0,
                        kept_now = 1 },
         plugins = { reloaded = 2, failed = 1, running = 7 },
         subscriptions = {
@@ -126,7 +127,8 @@ describe("disco.serve.metrics", function()
         assert.equal(397, prom.value(page, "disco_revision_cache_bytes"))
         assert.equal("gauge", prom.type_of(page, "disco_revision_cache_bytes"))
         assert.equal(2, prom.value(page, "disco_validation_kept_total", { rule = "validation/recent_call" }))
-        assert.equal(4, prom.value(page, "disco_validation_removed_total"))
+        assert.equal(3, prom.value(page, "disco_validation_removed_total", { rule = "health/dubbo_probe" }))
+        assert.equal(1, prom.value(page, "disco_validation_removed_total", { rule = "end_of_chain" }))
         assert.equal(2, prom.value(page, "disco_plugin_reloads_total", { result = "success" }))
         assert.equal(1, prom.value(page, "disco_plugin_reloads_total", { result = "failure" }))
         assert.equal(1.5, prom.value(page, "disco_snapshot_age_seconds", { service_id = "dubbo:com.acme.Pay" }))

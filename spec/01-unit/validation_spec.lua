@@ -88,7 +88,13 @@ describe("the validation chain", function()
         assert.is_nil(d.rule)
         assert.same({ "a", "b" }, calls)
         assert.equal(1, chain:stats().removed)
+        assert.same({ [validation.END_OF_CHAIN] = 1 }, chain:stats().removed_by)
         assert.equal(2, chain:stats().deferred)
+        -- A rule's own remove is counted under its name.
+        write("c", 'cb({ verdict = "remove", reason = "c" })')
+        local by_c = assert(validation.new(rt, { rules = { "validation/a", "validation/c" } }))
+        assert.equal("remove", decide(by_c, { instance = inst }).verdict)
+        assert.same({ ["validation/c"] = 1 }, by_c:stats().removed_by)
     end)
 
     it("counts a rule that raises or answers garbage as defer, and logs it", function()

@@ -15,7 +15,6 @@
 -- @module disco.serve.daemon
 
 local admin = require "disco.serve.admin"
-local instance_model = require "disco.instance"
 local metrics = require "disco.serve.metrics"
 local plugin = require "disco.plugin"
 local registry_url = require "disco.registry.url"
@@ -319,26 +318,9 @@ function daemon:reload_plugin(name)
 end
 
 -- Per-application instance and revision counts of what the consumer
--- watches (its per-application state).
+-- watches.
 function daemon:_apps()
-    local apps = {}
-    for app, state in pairs(self.consumer and self.consumer.apps or {}) do
-        local revisions = {}
-        local n = 0
-        for _, inst in ipairs(state.registered or {}) do
-            n = n + 1
-            local rev = instance_model.revision(inst)
-            if rev then
-                revisions[rev] = true
-            end
-        end
-        local r = 0
-        for _ in pairs(revisions) do
-            r = r + 1
-        end
-        apps[app] = { instances = n, revisions = r }
-    end
-    return apps
+    return self.consumer and self.consumer:app_counts() or {}
 end
 
 --- The snapshot /metrics is rendered from (see disco.serve.metrics).

@@ -118,8 +118,10 @@ local function validation_families(page, v)
     page:counter("disco_validation_kept_total",
                  "Removals the validation chain refused (the instance kept), by deciding rule.",
                  labelled(v.kept, "rule"))
-    page:counter("disco_validation_removed_total", "Removals the validation chain confirmed.",
-                 v.removed or 0)
+    page:counter("disco_validation_removed_total",
+                 "Removals the validation chain confirmed, by deciding rule"
+                     .. " (end_of_chain: every rule deferred).",
+                 labelled(v.removed_by or {}, "rule"))
     page:counter("disco_validation_deferred_total", "Rule answers that deferred to the next rule.",
                  v.deferred or 0)
     page:counter("disco_validation_errors_total",
