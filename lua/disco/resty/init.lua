@@ -161,6 +161,7 @@ function _M.status()
             pid = dict:get("owner/pid"), generation = dict:get(shared.OWNER_GEN),
             state = dict:get("owner/state"), mode = dict:get("owner/mode"),
             since = dict:get("owner/since"), beat = dict:get("owner/beat"),
+            steps = dict:get("owner/steps"), busy_ms = dict:get("owner/busy_ms"),
         },
         worker = { pid = ngx.worker.pid(), id = ngx.worker.id() },
         services = services,

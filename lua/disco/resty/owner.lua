@@ -18,6 +18,7 @@
 
 local shared = require "disco.resty.shared"
 
+local hrtime = require("disco.core").hrtime
 local ngx = ngx
 local pcall = pcall
 local tostring = tostring
@@ -145,8 +146,16 @@ function _M.start(conf, mode)
         published = 0,  -- subscriptions published at least once
         stopped = false,
         steps = 0,
+        busy_ms = 0,    -- time spent in steps (loop time of this process)
         last_retry = 0,
     }, owner)
+    local addresses = self.addresses
+    -- The balancer's reports, for the validation chain (recent_call).
+    self.report = function(address, ok, ms)
+        if self.consumer then
+            self.consumer:report_call(addresses[address] or address, ok, ms)
+        end
+    end
     claim(self, mode)
     ngx.log(ngx.NOTICE, "disco: owner started (", mode, ", pid ", ngx.worker.pid(),
             ", generation ", self.gen, ")")
@@ -267,30 +276,28 @@ function owner:step(premature)
     if gen ~= self.gen then
         return self:stop("superseded by generation " .. tostring(gen))
     end
-    ngx.update_time()
-    local start = ngx.now()
+    local start = hrtime()
     local ok, err = pcall(self.rt.step, self.rt)
     if not ok then
         ngx.log(ngx.ERR, "disco: owner step failed: ", tostring(err))
     end
-    local consumer = self.consumer
-    local addresses = self.addresses
-    shared.drain_feedback(dict, self.conf.feedback_batch, function(address, call_ok, ms)
-        consumer:report_call(addresses[address] or address, call_ok, ms)
-    end)
-    if next(self.pending) and start - self.last_retry >= self.conf.retry_interval then
+    shared.drain_feedback(dict, self.conf.feedback_batch, self.report)
+    if next(self.pending) and start - self.last_retry >= self.conf.retry_interval * 1000 then
         self.last_retry = start
         for id in pairs(self.pending) do
             self:publish(id)
         end
     end
+    local elapsed = hrtime() - start
     self.steps = self.steps + 1
-    dict:safe_set("owner/beat", start)
-    ngx.update_time()
-    local elapsed_ms = (ngx.now() - start) * 1000
-    if elapsed_ms > self.conf.slow_step_ms then
+    self.busy_ms = self.busy_ms + elapsed
+    -- Numbers replacing numbers: no allocation, nothing to evict.
+    dict:safe_set("owner/beat", ngx.now())
+    dict:safe_set("owner/steps", self.steps)
+    dict:safe_set("owner/busy_ms", self.busy_ms)
+    if elapsed > self.conf.slow_step_ms then
         shared.bump(dict, "slow_steps")
-        ngx.log(ngx.WARN, "disco: an owner step took ", elapsed_ms, " ms")
+        ngx.log(ngx.WARN, "disco: an owner step took ", elapsed, " ms")
     end
 end
 
