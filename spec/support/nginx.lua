@@ -12,7 +12,8 @@
 --
 -- `http` (and `main`) are templates: ${port} (a free port picked for this
 -- server), ${root} (the repository), ${build} (the build directory) and
--- ${prefix} are replaced; `vars` adds more.
+-- ${prefix} are replaced; `vars` adds more. Or `conf`, a complete
+-- configuration (see `from_file`), run with `-p nginx_prefix`.
 -- @module spec.support.nginx
 
 local process = require "disco.testing.process"
@@ -107,8 +108,53 @@ function _M.new(opts)
     return self
 end
 
+-- As root, nginx would switch the workers to nobody, who cannot read the
+-- private test directories.
+local function user_line()
+    if shell_out("id -u"):match("^0") then
+        return "user root root;\n"
+    end
+    return ""
+end
+
+--- A server running the configuration file `path` (relative to the
+-- repository) with its text replaced first: `replace` is a list of
+-- { plain_text, replacement } pairs, each of which must occur. ${prefix}
+-- in a replacement is this server's temporary prefix, ${port} its port,
+-- ${root} the repository, ${build} the build directory. nginx runs with
+-- `-p` the repository (so that `$prefix/lua` is the source tree).
+function _M.from_file(path, replace, opts)
+    local text = assert(read_file(path), "cannot read " .. path)
+    local srv = _M.new({ conf = "", workers = opts and opts.workers })
+    for _, pair in ipairs(replace) do
+        local from, to = pair[1], render(pair[2], srv.vars)
+        local first = text:find(from, 1, true)
+        if not first then
+            error("nginx config " .. path .. ": no '" .. from .. "' to replace", 2)
+        end
+        local parts = {}
+        local pos = 1
+        while first do
+            parts[#parts + 1] = text:sub(pos, first - 1)
+            parts[#parts + 1] = to
+            pos = first + #from
+            first = text:find(from, pos, true)
+        end
+        parts[#parts + 1] = text:sub(pos)
+        text = table.concat(parts)
+    end
+    srv.opts.conf = text
+    srv.opts.nginx_prefix = srv.vars.root
+    srv:write_conf()
+    return srv
+end
+
 --- (Re)writes the configuration from the templates (a reload reads it).
 function server:write_conf(http)
+    if self.opts.conf then
+        write_file(self.conf_path, user_line() .. self.opts.conf)
+        return
+    end
     if http then
         self.opts.http = http
     end
@@ -116,11 +162,7 @@ function server:write_conf(http)
     for _, path in ipairs(_M.MODULES) do
         lines[#lines + 1] = "load_module " .. path .. ";"
     end
-    -- As root, nginx would switch the workers to nobody, who cannot read
-    -- the private test directories.
-    if shell_out("id -u"):match("^0") then
-        lines[#lines + 1] = "user root root;"
-    end
+    lines[#lines + 1] = user_line()
     local p = self.prefix
     lines[#lines + 1] = render([[
 worker_processes ${workers};
@@ -170,14 +212,20 @@ end
 
 local function http_ready(port)
     return process.shell(string.format(
-        "curl -s -o /dev/null --max-time 1 http://127.0.0.1:%d/ 2>/dev/null", port))
+        "env -u LD_PRELOAD curl -s -o /dev/null --max-time 1 http://127.0.0.1:%d/ 2>/dev/null", port))
 end
 
 --- Starts the master (foreground, under the watchdog) and waits until it
 -- answers on its port (10 s at most); raises with the error log otherwise.
 function server:start()
+    local argv = { _M.BINARY, "-p", self.opts.nginx_prefix or self.prefix, "-c", self.conf_path,
+                   "-e", self.error_log }
+    if self.opts.conf then
+        argv[#argv + 1] = "-g"
+        argv[#argv + 1] = "daemon off; master_process on;"
+    end
     self.proc = process.spawn({
-        argv = { _M.BINARY, "-p", self.prefix, "-c", self.conf_path, "-e", self.error_log },
+        argv = argv,
         log = self.prefix .. "/stderr.log",
         env = sanitizer_env(),
     })
@@ -255,7 +303,7 @@ end
 -- One connection per request (no keep-alive, so that a reload is seen).
 function server:get(path, timeout_s)
     local out = shell_out(string.format(
-        "curl -s -H 'Connection: close' --max-time %s -w '\\n%%{http_code}' %s 2>/dev/null",
+        "env -u LD_PRELOAD curl -s -H 'Connection: close' --max-time %s -w '\\n%%{http_code}' %s 2>/dev/null",
         tostring(timeout_s or 5), quote("http://127.0.0.1:" .. self.port .. path)))
     local body, code = out:match("^(.*)\n(%d+)$")
     local status = tonumber(code)
@@ -273,7 +321,7 @@ function server:get_many(path, count, timeout_s)
     end
     local marker = "@@disco-status:"
     local out = shell_out(string.format(
-        "curl -s -H 'Connection: close' --max-time %s -w '\\n%s%%{http_code}\\n' %s 2>/dev/null",
+        "env -u LD_PRELOAD curl -s -H 'Connection: close' --max-time %s -w '\\n%s%%{http_code}\\n' %s 2>/dev/null",
         tostring(timeout_s or 5), marker, table.concat(args, " ")))
     local results = {}
     for body, code in out:gmatch("(.-)\n" .. marker:gsub("%p", "%%%0") .. "(%d+)\n") do
