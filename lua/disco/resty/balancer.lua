@@ -11,6 +11,9 @@
 --        }
 --    }
 --    location / {
+--        access_by_lua_block {   -- 503 when the list is empty
+--            require("disco.resty.balancer").precheck("rest:com.acme.Hello")
+--        }
 --        proxy_pass http://hello;
 --        log_by_lua_block { require("disco.resty.balancer").log() }
 --    }
@@ -54,10 +57,21 @@ local function check_opts(opts)
     return pick, tries
 end
 
+--- Answers 503 now when `sid` has no node (access_by_lua): the balancer
+-- phase cannot answer anything but 500 or 502.
+function _M.precheck(sid)
+    local nodes = resty.nodes(sid)
+    if not nodes or #nodes == 0 then
+        ngx.log(ngx.WARN, "disco: no node for ", sid)
+        return ngx.exit(503)
+    end
+end
+
 --- Picks the peer of this try (balancer_by_lua). The first try takes the
 -- list, allows up to `tries` tries in all (default: one per node), and
--- picks; a retry picks among the nodes not tried yet. No node, or none left:
--- 503 / 502.
+-- picks; a retry picks among the nodes not tried yet. No node, or none
+-- left: the request fails (500: nginx lets the balancer phase answer no
+-- other status; `precheck` in access_by_lua answers 503 first).
 -- @tparam string sid the service ID
 -- @tparam[opt] table opts `pick` ("round_robin" default, or "weighted"),
 -- `tries` (the most tries per request)
@@ -70,7 +84,7 @@ function _M.balance(sid, opts)
         local nodes = resty.nodes(sid)
         if not nodes or #nodes == 0 then
             ngx.log(ngx.ERR, "disco: no node for ", sid)
-            return ngx.exit(503)
+            return ngx.exit(ngx.ERROR)
         end
         st = { sid = sid, nodes = nodes, tried = {}, count = 0 }
         ctx.disco_balancer = st
@@ -94,7 +108,7 @@ function _M.balance(sid, opts)
     local i = PICKERS[pick](st.nodes, rr, st.tried)
     if not i then
         ngx.log(ngx.ERR, "disco: every node of ", sid, " was tried")
-        return ngx.exit(502)
+        return ngx.exit(ngx.ERROR)
     end
     st.tried[i] = true
     st.count = st.count + 1
@@ -103,7 +117,7 @@ function _M.balance(sid, opts)
     local ok, err = ngx_balancer.set_current_peer(node.host, node.port)
     if not ok then
         ngx.log(ngx.ERR, "disco: cannot use ", st.last, ": ", err)
-        return ngx.exit(502)
+        return ngx.exit(ngx.ERROR)
     end
 end
 
