@@ -281,7 +281,10 @@ function owner:step(premature)
     if not ok then
         ngx.log(ngx.ERR, "disco: owner step failed: ", tostring(err))
     end
-    shared.drain_feedback(dict, self.conf.feedback_batch, self.report)
+    local reports = shared.drain_feedback(dict, self.conf.feedback_batch, self.report)
+    if reports > 0 then
+        shared.bump(dict, "feedback_handled", reports)
+    end
     if next(self.pending) and start - self.last_retry >= self.conf.retry_interval * 1000 then
         self.last_retry = start
         for id in pairs(self.pending) do

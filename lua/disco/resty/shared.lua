@@ -46,8 +46,8 @@ _M.OWNER_GEN = "owner/gen"
 _M.FEEDBACK = "fb"
 
 --- Counters every owner creates when it claims the dict.
-_M.COUNTERS = { "publish_ok", "publish_failed", "feedback_dropped", "feedback_failed",
-                "decode_failed", "slow_steps", "claims" }
+_M.COUNTERS = { "publish_ok", "publish_failed", "feedback_handled", "feedback_dropped",
+                "feedback_failed", "decode_failed", "slow_steps", "claims" }
 
 local FORMAT_TAG = "D1 "
 
@@ -231,17 +231,18 @@ local function ensure(dict, key, value)
 end
 _M.ensure = ensure
 
---- Adds 1 to counter `name` (c/<name>). The key was created by the
+--- Adds `n` (default 1) to counter `name` (c/<name>). The key was created by the
 -- owner's claim; `incr` on an existing number allocates nothing, so it
 -- cannot evict (incr with an init value can, in a full dict).
-function _M.bump(dict, name)
+function _M.bump(dict, name, n)
+    n = n or 1
     local key = "c/" .. name
-    local v = dict:incr(key, 1)
+    local v = dict:incr(key, n)
     if v == nil then
-        if dict:safe_add(key, 1) then
-            return 1
+        if dict:safe_add(key, n) then
+            return n
         end
-        v = dict:incr(key, 1) -- another process created it meanwhile
+        v = dict:incr(key, n) -- another process created it meanwhile
     end
     return v
 end
