@@ -34,13 +34,14 @@ CORE_SRC := core/error.c core/handle.c core/log.c core/loop.c core/queue.c \
   core/zk_error.c core/zk_session.c core/zk_request.c core/zk_ephemeral.c \
   core/zk_cache.c core/digest.c core/revcache.c \
   core/hessian2_reader.c core/hessian2_writer.c \
-  core/dubbo_frame.c core/dubbo_body.c core/dubbo_server.c core/dubbo_client.c
+  core/dubbo_frame.c core/dubbo_body.c core/dubbo_server.c core/dubbo_client.c \
+  core/http_server.c
 BINDING_SRC := bindings/dl_core.c bindings/dl_pcall.c bindings/dl_loop.c \
   bindings/dl_log.c bindings/dl_handle.c bindings/dl_timer.c \
   bindings/dl_signal.c bindings/dl_fs_event.c bindings/dl_queue.c \
   bindings/dl_zk.c bindings/dl_zk_ephemeral.c bindings/dl_zk_cache.c \
   bindings/dl_revcache.c bindings/dl_system.c bindings/dl_hessian2.c \
-  bindings/dl_dubbo.c
+  bindings/dl_dubbo.c bindings/dl_http.c
 HOST_SRC := bindings/host.c
 CTEST_SRC := $(wildcard core/test/*.c)
 
@@ -69,7 +70,7 @@ endif
 CFLAGS_ALL := -std=c99 -D_GNU_SOURCE -DTHREADED -fPIC $(OPT) $(WARNINGS) \
   $(SAN_FLAGS) -Icore $(UV_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(SAN_FLAGS) $(LDFLAGS)
-LIBS := $(UV_LIBS) $(ZK_LIBS) -lcrypto -lpthread -lm
+LIBS := $(UV_LIBS) $(ZK_LIBS) -lcrypto -lhttp_parser -lpthread -lm
 
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 BINDING_OBJ := $(BINDING_SRC:%.c=$(BUILD)/obj/%.o)

@@ -235,4 +235,9 @@ int dl_h2_write_lua(lua_State *L, int idx, disco_h2_writer_t *w, char *err,
 #define DL_DUBBO_CLIENT_MT "disco.dubbo_client"
 void dl_dubbo_register(lua_State *L);
 
+/* dl_http.c: the http server metatable and loop:http_server (after
+ * dl_loop_register). */
+#define DL_HTTP_SERVER_MT "disco.http_server"
+void dl_http_register(lua_State *L);
+
 #endif /* DL_H */

@@ -140,6 +140,7 @@ int luaopen_disco_core(lua_State *L) {
   dl_zk_cache_register(L);
   dl_revcache_register(L);
   dl_dubbo_register(L);
+  dl_http_register(L);
 
   lua_newtable(L);
   luaL_register(L, NULL, dl_functions);

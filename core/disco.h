@@ -1210,6 +1210,111 @@ void disco_dubbo_server_stats(const disco_dubbo_server_t *server,
 void disco_dubbo_server_close(disco_dubbo_server_t *server);
 void *disco_dubbo_server_data(const disco_dubbo_server_t *server);
 
+/* ----------------------------------------------------------- http server */
+
+/*
+ * A small HTTP/1.1 server on one TCP address (the admin endpoint of `disco
+ * serve`, test backends). Requests are parsed with http-parser, bounded
+ * (header bytes, header count, body bytes, time to receive a request) and
+ * handed whole to on_request; the owner answers each exactly once, at once
+ * or later, with disco_http_server_reply(). One request per connection is
+ * in flight: the next one on a keep-alive connection is parsed only after
+ * the reply, so replies keep the order of requests.
+ *
+ * The server answers by itself, then closes the connection: 400 for input
+ * http-parser refuses (the body names the parser error), 431 over
+ * max_header_bytes or max_headers, 413 over max_body_bytes, 408 when a
+ * request that has begun is not complete within request_timeout_ms. A
+ * keep-alive connection idle for idle_timeout_ms is closed silently. Over
+ * max_connections, a new connection is accepted and closed at once
+ * (counted in `refused`, logged). `Expect: 100-continue` is not answered:
+ * clients send the body anyway (curl after 1 s).
+ */
+typedef struct disco_http_server_s disco_http_server_t;
+
+typedef struct {
+  size_t max_connections;      /* default 256 */
+  size_t max_header_bytes;     /* URL, header names and values; 8192 */
+  size_t max_headers;          /* default 64 */
+  size_t max_body_bytes;       /* default 1048576 */
+  uint64_t request_timeout_ms; /* default 10000; 0: never */
+  uint64_t idle_timeout_ms;    /* default 30000; 0: never */
+  const char *name;            /* in log lines; copied; default "http" */
+} disco_http_server_options_t;
+
+typedef struct {
+  uint64_t connections;  /* open now */
+  uint64_t accepted;     /* connections accepted in all (refused too) */
+  uint64_t requests;     /* requests handed to on_request */
+  uint64_t replies;      /* replies to those requests queued for writing */
+  uint64_t bad_requests; /* answered 400 */
+  uint64_t too_large;    /* answered 431 or 413 */
+  uint64_t timeouts;     /* answered 408 */
+  uint64_t refused;      /* connections over max_connections */
+} disco_http_server_stats_t;
+
+/* A header: for requests the name is lower-cased and the values of a
+ * repeated name are joined with ", ". Both are NUL-terminated too. */
+typedef struct {
+  const char *name;
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+} disco_http_header_t;
+
+/* Every pointer is valid only during the on_request call; strings are
+ * NUL-terminated (the body too, beyond body_len). */
+typedef struct {
+  uint64_t id;        /* names the request for the reply; never reused */
+  const char *method; /* "GET", ... */
+  const char *path;   /* the URL path, not percent-decoded */
+  size_t path_len;
+  const char *query; /* the query without '?', or NULL */
+  size_t query_len;
+  const disco_http_header_t *headers;
+  size_t nheaders;
+  const char *body; /* "" when none */
+  size_t body_len;
+  const char *peer; /* "127.0.0.1:54321" */
+  int http_major;
+  int http_minor;
+  int keep_alive; /* the connection stays open after the reply */
+} disco_http_request_t;
+
+/* The server may be closed from the callback. */
+typedef void (*disco_http_request_cb)(disco_http_server_t *server,
+                                      const disco_http_request_t *req);
+
+void disco_http_server_options_init(disco_http_server_options_t *opts);
+/* Binds host:port (an IPv4 or IPv6 literal; port 0: a free one) and
+ * listens. opts may be NULL. DISCO_EINVAL for a bad address or options,
+ * DISCO_EADDRINUSE, ... */
+int disco_http_server_new(disco_loop_t *loop, const char *host, int port,
+                          const disco_http_server_options_t *opts,
+                          disco_http_request_cb on_request,
+                          disco_handle_close_cb close_cb, void *data,
+                          disco_http_server_t **out);
+int disco_http_server_port(const disco_http_server_t *server);
+/* "127.0.0.1:8080" or "[::1]:8080" into buf (always NUL-terminated). */
+void disco_http_server_address(const disco_http_server_t *server, char *buf,
+                               size_t len);
+/* Answers request `request_id` with `status` (100-599), the headers (names
+ * and values without CR or LF; Content-Length and Connection are the
+ * server's own and ignored, except that "Connection: close" closes the
+ * connection after the reply) and the body. DISCO_EINVAL for a bad status
+ * or header; DISCO_ECLOSED when the server is closing, when the request's
+ * connection has gone (the client left) or when the request was answered
+ * already (the caller tracks which). */
+int disco_http_server_reply(disco_http_server_t *server, uint64_t request_id,
+                            int status, const disco_http_header_t *headers,
+                            size_t nheaders, const char *body, size_t len);
+void disco_http_server_stats(const disco_http_server_t *server,
+                             disco_http_server_stats_t *stats);
+/* Idempotent: stops listening and closes every connection; close_cb runs
+ * on a later loop iteration, then the server is freed. */
+void disco_http_server_close(disco_http_server_t *server);
+void *disco_http_server_data(const disco_http_server_t *server);
+
 /* ---------------------------------------------------------- dubbo client */
 
 /*

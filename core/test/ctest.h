@@ -209,7 +209,21 @@ char *ctest_capture_end(ctest_capture_t *capture);
   X(dubbo_concurrent_calls)                                                    \
   X(dubbo_reconnect)                                                           \
   X(dubbo_heartbeat_timeout)                                                   \
-  X(dubbo_server_abuse)
+  X(dubbo_server_abuse)                                                        \
+  X(http_keep_alive)                                                           \
+  X(http_bodies)                                                               \
+  X(http_byte_by_byte)                                                         \
+  X(http_pipelined_in_order)                                                   \
+  X(http_malformed)                                                            \
+  X(http_limits)                                                               \
+  X(http_request_timeout)                                                      \
+  X(http_idle_timeout)                                                         \
+  X(http_max_connections)                                                      \
+  X(http_async_reply)                                                          \
+  X(http_client_gone)                                                          \
+  X(http_half_close)                                                           \
+  X(http_close_with_connections)                                               \
+  X(http_invalid)
 
 #define CTEST_DECLARE(name) void test_##name(ctest_t *t);
 CTEST_LIST(CTEST_DECLARE)
