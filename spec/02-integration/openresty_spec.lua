@@ -1,0 +1,252 @@
+-- disco inside Debian's nginx (libnginx-mod-http-lua + lua-resty-core),
+-- real everything: ZooKeeper, nginx with 2 workers running
+-- examples/openresty/nginx.conf, and HTTP providers (spec/support/http_provider.lua) that
+-- register themselves as a `rest` service. The tests run in order on one
+-- nginx: traffic to both providers, a provider added, one killed, a HUP
+-- reload under traffic, worker 0 killed.
+local helpers = require "spec.helpers"
+local nginx = require "spec.support.nginx"
+local process = require "disco.testing.process"
+local ports = require "disco.testing.ports"
+
+local cjson = require "cjson"
+
+local SID = "rest:com.acme.Hello"
+
+-- The example configuration, run as it is but for its paths, port and
+-- registry (and the build directory: build-asan under `make asan`).
+local function example_nginx(registry)
+    return nginx.from_file("examples/openresty/nginx.conf", {
+        { "/tmp/disco-nginx", "${prefix}" },
+        { "zookeeper://127.0.0.1:2181", registry },
+        { "listen 127.0.0.1:8080", "listen 127.0.0.1:${port}" },
+        { "$prefix/build/lib", "$prefix/${build}/lib" },
+    })
+end
+
+-- "port=count ..." of a traffic() result, for failure messages.
+local function describe_seen(seen)
+    local parts = {}
+    for port, n in pairs(seen) do
+        parts[#parts + 1] = port .. "=" .. n
+    end
+    table.sort(parts)
+    return table.concat(parts, " ")
+end
+
+local function now_ms()
+    return helpers.core.hrtime()
+end
+
+local function wait_for(what, timeout_ms, fn)
+    local deadline = now_ms() + timeout_ms
+    repeat
+        local v = fn()
+        if v then
+            return v
+        end
+        process.sleep(50)
+    until now_ms() > deadline
+    error("timed out after " .. timeout_ms .. " ms waiting for " .. what, 2)
+end
+
+describe("disco in Debian's nginx #openresty", function()
+    if not nginx.available() then
+        pending("nginx with the Lua module is not installed")
+        return
+    end
+
+    local registry, srv
+    local providers = {}
+
+    local function spawn_provider(app)
+        local port = ports.pick_port()
+        local log = helpers.tmpdir() .. "/provider.log"
+        local proc = process.spawn({
+            argv = { helpers.disco_bin, "run", "spec/support/http_provider.lua", registry, app,
+                     tostring(port) },
+            log = log,
+        })
+        local p = { port = port, proc = proc, log = log }
+        wait_for("provider on port " .. port .. " to register", 20000, function()
+            return (helpers.read_file(log) or ""):find("registered", 1, true)
+        end)
+        p.registered_at = now_ms()
+        providers[#providers + 1] = p
+        return p
+    end
+
+    local function status()
+        local res = srv:get("/disco/status")
+        assert.equal(200, res.status, res.body)
+        return cjson.decode(res.body)
+    end
+
+    local function node_ports()
+        local res = srv:get("/disco/status?nodes=" .. SID)
+        local list = {}
+        for _, node in ipairs(cjson.decode(res.body).nodes or {}) do
+            list[#list + 1] = node.port
+        end
+        table.sort(list)
+        return list
+    end
+
+    -- Counts responses per provider port; fails on any non-200.
+    local function traffic(count)
+        local seen = {}
+        for i, res in ipairs(srv:get_many("/", count)) do
+            assert.equal(200, res.status, "request " .. i .. " failed: " .. tostring(res.body)
+                         .. "\n" .. (srv:log() or ""):sub(-3000))
+            local port = tonumber(res.body:match("hello from (%d+)"))
+            assert.is_number(port, res.body)
+            seen[port] = (seen[port] or 0) + 1
+        end
+        return seen
+    end
+
+    setup(function()
+        local zk = helpers.zookeeper()
+        local root = string.format("/resty%d_%d", helpers.core.getpid(), os.time())
+        registry = "zookeeper://" .. zk.connect_string .. "?session_timeout=4000&root=" .. root
+        spawn_provider("hello")
+        spawn_provider("hello")
+        srv = example_nginx(registry)
+        srv:start()
+        wait_for("both providers in the dict", 15000, function()
+            return #node_ports() == 2
+        end)
+    end)
+
+    teardown(function()
+        if srv then
+            srv:destroy()
+        end
+        for _, p in ipairs(providers) do
+            if process.group_is_ours(p.proc) then
+                process.kill_group(p.proc.pgid, "KILL")
+            end
+        end
+    end)
+
+    it("runs the owner in worker 0 only, and nothing of it in the master", function()
+        local st = status()
+        assert.equal("running", st.owner.state)
+        assert.equal("worker0", st.owner.mode)
+        local master = nginx.inspect(srv:master_pid())
+        -- No ZooKeeper thread, no libuv loop (epoll, eventfd) in the master.
+        assert.equal(1, master.threads)
+        for _, target in ipairs(master.fds) do
+            assert.is_nil(target:find("anon_inode", 1, true), target)
+        end
+        local children = srv:children()
+        assert.equal(2, #children)
+        local with_threads = {}
+        for _, pid in ipairs(children) do
+            if nginx.inspect(pid).threads > 1 then
+                with_threads[#with_threads + 1] = pid
+            end
+        end
+        assert.same({ st.owner.pid }, with_threads)
+    end)
+
+    it("reaches both providers through the balancer", function()
+        -- Round robin per worker: each provider gets a fair share.
+        local seen = traffic(20)
+        assert.is_true((seen[providers[1].port] or 0) >= 5, describe_seen(seen))
+        assert.is_true((seen[providers[2].port] or 0) >= 5, describe_seen(seen))
+    end)
+
+    it("sends traffic to a new provider within one second of its registration", function()
+        local p = spawn_provider("hello")
+        local reached
+        while now_ms() - p.registered_at < 1000 do
+            local res = srv:get("/")
+            assert.equal(200, res.status, res.body)
+            if res.body:find("hello from " .. p.port, 1, true) then
+                reached = now_ms() - p.registered_at
+                break
+            end
+        end
+        assert.is_number(reached, "no request reached the new provider within 1 s")
+        assert.equal(3, #node_ports())
+    end)
+
+    it("keeps answering when a provider dies, then drops it from the list", function()
+        local victim = table.remove(providers, 1)
+        assert.is_true(process.signal(victim.proc.pid, "KILL"))
+        assert.is_true(process.wait_dead(victim.proc.pid, 5000))
+        -- The dead node is still listed: retries on the others hide it.
+        local seen = traffic(30)
+        assert.is_nil(seen[victim.port])
+        -- Its session expires (4 s), the validation chain confirms.
+        wait_for("the dead provider to leave the list", 20000, function()
+            local list = node_ports()
+            return #list == 2 and list[1] ~= victim.port and list[2] ~= victim.port
+        end)
+        seen = traffic(40)
+        assert.is_true((seen[providers[1].port] or 0) >= 10, describe_seen(seen))
+        assert.is_true((seen[providers[2].port] or 0) >= 10, describe_seen(seen))
+        local counters = wait_for("the reports to be handled", 5000, function()
+            local c = status().counters
+            return c.feedback_queued == 0 and c
+        end)
+        assert.is_true(counters.publish_ok >= 3)
+        -- Every attempt was reported to the owner (the dead node's failures
+        -- too), and handed to the consumer's report_call.
+        assert.is_true(counters.feedback_handled >= 20 + 30 + 40, tostring(counters.feedback_handled))
+        assert.equal(0, counters.feedback_dropped)
+    end)
+
+    it("loses no request across a HUP reload", function()
+        local before = status()
+        local out = helpers.tmpdir() .. "/traffic.out"
+        local count = 150
+        local argv = { "curl", "-s", "-H", "Connection: close", "--max-time", "5",
+                       "-w", "\\n@@%{http_code}\\n" }
+        for _ = 1, count do
+            argv[#argv + 1] = "http://127.0.0.1:" .. srv.port .. "/"
+        end
+        local curl = process.spawn({ argv = argv, log = out })
+        process.sleep(300)
+        assert.is_true(srv:reload())
+        assert.is_true(process.wait_dead(curl.pid, 60000))
+        local statuses = {}
+        for code in (helpers.read_file(out) or ""):gmatch("@@(%d+)") do
+            statuses[#statuses + 1] = tonumber(code)
+        end
+        assert.equal(count, #statuses)
+        for i, code in ipairs(statuses) do
+            assert.equal(200, code, "request " .. i .. " of the reload traffic")
+        end
+        -- The new generation's worker 0 owns the dict, the old one is gone.
+        local after = wait_for("the new owner", 10000, function()
+            local st = status()
+            return st.owner.generation > before.owner.generation and st.owner.state == "running"
+                and st
+        end)
+        assert.are_not.equal(before.owner.pid, after.owner.pid)
+        wait_for("the old workers to exit", 15000, function()
+            return #srv:children() == 2
+        end)
+        assert.matches("owner (generation " .. before.owner.generation .. ") closed",
+                       srv:log(), 1, true)
+        traffic(10)
+    end)
+
+    it("keeps answering when worker 0 is killed, and the new worker 0 takes over", function()
+        local before = status()
+        local old = before.owner.pid
+        assert.is_true(process.signal(old, "KILL"))
+        local seen = traffic(30)
+        assert.is_true((seen[providers[1].port] or 0) + (seen[providers[2].port] or 0) == 30)
+        local after = wait_for("a new owner", 10000, function()
+            local st = status()
+            return st.owner.pid ~= old and st.owner.state == "running" and st
+        end)
+        assert.is_true(after.owner.generation > before.owner.generation)
+        assert.is_true(process.alive(after.owner.pid))
+        assert.equal(2, #node_ports())
+        traffic(10)
+    end)
+end)
