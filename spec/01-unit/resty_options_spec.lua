@@ -1,7 +1,5 @@
 -- disco.resty.options: every option of disco.resty.init checked with a
--- clear error, the defaults, and the dict size estimate; and the owner's
--- mapping of consumer entries to nodes (disco.resty.owner needs ngx, so
--- only its pure helpers are loaded here, with a stub).
+-- clear error, the defaults, and the dict size estimate.
 local options = require "disco.resty.options"
 
 local BASE = { registry = "zookeeper://127.0.0.1:2181", subscriptions = { "rest:com.acme.Hello" } }
@@ -56,6 +54,7 @@ describe("disco.resty.options", function()
         rejects(with({ consumer = { registry = "x" } }), "consumer.registry must not be set")
         rejects(with({ estimate = { nodes = 3 } }), "unknown estimate option 'nodes'")
         rejects(with({ estimate = { bytes_per_node = -1 } }), "estimate.bytes_per_node must be a positive integer")
+        rejects(with({ empty_grace = -1 }), "option 'empty_grace' must be a number >= 0, got -1")
     end)
 
     it("refuses a dict too small for the estimate, naming the figures", function()
@@ -67,44 +66,5 @@ describe("disco.resty.options", function()
         assert.is_false(ok)
         assert.matches("lua_shared_dict disco is " .. (need - 1) .. " bytes; this configuration needs about "
                        .. need, err, 1, true)
-    end)
-end)
-
-describe("disco.resty.owner node mapping", function()
-    local owner
-    setup(function()
-        -- The module reads ngx's log levels when loaded.
-        _G.ngx = { ERR = 4, WARN = 5, INFO = 7, DEBUG = 8 }
-        package.loaded["disco.resty.owner"] = nil
-        owner = require "disco.resty.owner"
-    end)
-    teardown(function()
-        _G.ngx = nil
-        package.loaded["disco.resty.owner"] = nil
-    end)
-
-    local function entry(host, port, params, metadata)
-        return { host = host, port = port, app = "hello", protocol = "rest",
-                 service = { params = params or {} },
-                 instance = { host = host, port = port, metadata = metadata or {} } }
-    end
-
-    it("takes the weight from the URL, else the instance metadata, else 100", function()
-        assert.equal(7, owner.weight_of(entry("h", 1, { weight = "7" }, { weight = "9" })))
-        assert.equal(9, owner.weight_of(entry("h", 1, {}, { weight = "9" })))
-        assert.equal(100, owner.weight_of(entry("h", 1)))
-        assert.equal(100, owner.weight_of(entry("h", 1, { weight = "-3" })))
-        assert.equal(0, owner.weight_of(entry("h", 1, { weight = "0" })))
-    end)
-
-    it("gives one node per address, sorted, and maps addresses to instances", function()
-        local addresses = {}
-        local nodes = owner.nodes_of({ entry("10.0.0.2", 80), entry("10.0.0.1", 81),
-                                       entry("10.0.0.2", 80, { weight = "5" }) }, addresses)
-        assert.same({
-            { host = "10.0.0.1", port = 81, weight = 100, metadata = { app = "hello", protocol = "rest" } },
-            { host = "10.0.0.2", port = 80, weight = 100, metadata = { app = "hello", protocol = "rest" } },
-        }, nodes)
-        assert.same({ ["10.0.0.1:81"] = "10.0.0.1:81", ["10.0.0.2:80"] = "10.0.0.2:80" }, addresses)
     end)
 end)

@@ -150,6 +150,12 @@ describe("disco in Debian's nginx #openresty", function()
         assert.same({ st.owner.pid }, with_threads)
     end)
 
+    it("is ready (the APISIX-shaped adapter's check)", function()
+        local res = srv:get("/disco/ready")
+        assert.equal(200, res.status, res.body)
+        assert.equal("ready\n", res.body)
+    end)
+
     it("reaches both providers through the balancer", function()
         -- Round robin per worker: each provider gets a fair share.
         local seen = traffic(20)
@@ -248,5 +254,100 @@ describe("disco in Debian's nginx #openresty", function()
         assert.is_true(process.alive(after.owner.pid))
         assert.equal(2, #node_ports())
         traffic(10)
+    end)
+end)
+
+describe("disco in Debian's nginx, before any list #openresty", function()
+    if not nginx.available() then
+        pending("nginx with the Lua module is not installed")
+        return
+    end
+
+    local srv
+    teardown(function()
+        if srv then
+            srv:destroy()
+        end
+    end)
+
+    it("is not ready and answers 503 while the registry never answers", function()
+        -- Nothing listens on port 1: the owner starts, never gets a list.
+        srv = example_nginx("zookeeper://127.0.0.1:1")
+        srv:start()
+        local res = srv:get("/disco/ready")
+        assert.equal(503, res.status)
+        assert.equal("no list published yet for " .. SID .. "\n", res.body)
+        res = srv:get("/")
+        assert.equal(503, res.status)
+        local st = cjson.decode(srv:get("/disco/status").body)
+        assert.equal("starting", st.owner.state)
+        assert.is_nil(st.services[SID].version)
+        assert.equal(0, st.services[SID].nodes)
+    end)
+end)
+
+describe("the shared-dict protocol on a real ngx.shared dict #openresty", function()
+    if not nginx.available() then
+        pending("nginx with the Lua module is not installed")
+        return
+    end
+
+    local srv
+    teardown(function()
+        if srv then
+            srv:destroy()
+        end
+    end)
+
+    it("keeps the previous list when a new one does not fit, and evicts nothing", function()
+        srv = nginx.new({ workers = 1, http = [[
+            lua_shared_dict small 64k;
+            server {
+                listen 127.0.0.1:${port};
+                location = /t {
+                    content_by_lua_block {
+                        local shared = require "disco.resty.shared"
+                        local cjson = require "cjson"
+                        local dict = ngx.shared.small
+                        local sid = "rest:com.acme.Hello"
+                        local small = shared.encode({ { host = "10.0.0.1", port = 80, weight = 100 } })
+                        local out = { v1 = shared.publish(dict, sid, small) }
+                        local fillers = 0
+                        while dict:safe_set("filler" .. fillers + 1, string.rep("f", 200)) do
+                            fillers = fillers + 1
+                        end
+                        local big = {}
+                        for i = 1, 2000 do
+                            big[i] = { host = "10.0." .. math.floor(i / 256) .. "." .. i % 256,
+                                       port = 80, weight = 100 }
+                        end
+                        out.v2, out.err = shared.publish(dict, sid, shared.encode(big))
+                        out.current = shared.current_text(dict, sid) == small
+                        out.failed = shared.counter(dict, "publish_failed")
+                        out.pushed = shared.push_feedback(dict, "10.0.0.1:80", true, 1, 100)
+                        local kept = 0
+                        for i = 1, fillers do
+                            if dict:get("filler" .. i) then
+                                kept = kept + 1
+                            end
+                        end
+                        out.fillers, out.kept = fillers, kept
+                        out.nodes = #shared.reader(dict).nodes(sid)
+                        ngx.say(cjson.encode(out))
+                    }
+                }
+            }
+        ]] })
+        srv:start()
+        local res = srv:get("/t")
+        assert.equal(200, res.status, res.body)
+        local out = cjson.decode(res.body)
+        assert.equal(1, out.v1)
+        assert.is_nil(out.v2)
+        assert.matches("no memory (the previous list stays)", out.err, 1, true)
+        assert.is_true(out.current)
+        assert.equal(1, out.nodes)
+        assert.is_true(out.fillers > 100)
+        assert.equal(out.fillers, out.kept)
     end)
 end)

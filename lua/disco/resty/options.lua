@@ -17,6 +17,7 @@ _M.DEFAULTS = {
     feedback_cap = 4096,   -- outcomes waiting in the dict at most
     feedback_batch = 512,  -- outcomes the owner handles per step at most
     retry_interval = 1,    -- seconds between retries of a publish that failed
+    empty_grace = 10,      -- seconds connected before a held empty list is published
     estimate = { nodes_per_service = 256, bytes_per_node = 160 },
 }
 
@@ -34,7 +35,7 @@ local TYPES = {
     registry = "string", subscriptions = "table", dict = "string", step_interval = "number",
     owner = "string", runtime = "table", consumer = "table", slow_step_ms = "number",
     feedback = "boolean", feedback_cap = "number", feedback_batch = "number",
-    retry_interval = "number", estimate = "table",
+    retry_interval = "number", estimate = "table", empty_grace = "number",
 }
 
 local function fail(fmt, ...)
@@ -162,6 +163,9 @@ function _M.check(conf)
     check_positive(out, "feedback_cap", true)
     check_positive(out, "feedback_batch", true)
     check_positive(out, "retry_interval", false)
+    if out.empty_grace < 0 then
+        fail("option 'empty_grace' must be a number >= 0, got %s", tostring(out.empty_grace))
+    end
     out.runtime = out.runtime or {}
     check_runtime(out.runtime)
     out.consumer = out.consumer or {}

@@ -26,6 +26,7 @@ local tostring = tostring
 local _M = {}
 local owner = {}
 owner.__index = owner
+_M.owner = owner -- the methods, for the unit spec
 
 local NGX_LEVELS = {
     error = ngx.ERR, warn = ngx.WARN, info = ngx.INFO, debug = ngx.DEBUG, trace = ngx.DEBUG,
@@ -142,6 +143,7 @@ function _M.start(conf, mode)
         mode = mode,
         texts = {},     -- sid -> the text last published by this owner
         pending = {},   -- sid -> a text whose publish failed, retried
+        held = {},      -- sid -> { text =, connected_at = }: an empty list held
         addresses = {}, -- node "host:port" -> instance address
         published = 0,  -- subscriptions published at least once
         stopped = false,
@@ -208,8 +210,32 @@ function owner:open()
     end
 end
 
+--- Whether the registry's session is connected (a registry without a
+-- session, such as memory://, always is).
+function owner:registry_connected()
+    local registry = self.consumer and self.consumer.registry
+    local session_of = registry and registry.session
+    if type(session_of) ~= "function" then
+        return true
+    end
+    local ok, session = pcall(session_of)
+    if not ok or session == nil then
+        return false
+    end
+    local got, state = pcall(session.state, session)
+    return got and state == "connected"
+end
+
 --- The consumer's listener: publishes what it gives (the consumer's
--- empty-push protection and validation decide what an empty list means).
+-- empty-push protection and validation decide what an empty list means),
+-- except two empty lists the consumer cannot vouch for, which are held:
+-- one delivered while the registry is not connected (a mapping that failed
+-- at start gives no application), and a new owner's first list when the
+-- dict holds a non-empty one (the old owner's; this owner never saw those
+-- addresses, so its validation chain never confirmed their removal). A
+-- held list is published once the registry has been connected for
+-- `empty_grace` seconds and the list is still empty (`check_held`); any
+-- non-empty list replaces it at once.
 function owner:on_list(id, list)
     if self.stopped then
         return
@@ -220,6 +246,49 @@ function owner:on_list(id, list)
         ngx.log(ngx.ERR, "disco: cannot encode the list of ", id, ": ", err)
         return
     end
+    if #nodes > 0 then
+        self.held[id] = nil
+        return self:accept(id, text)
+    end
+    if self.held[id] then
+        return
+    end
+    local reason
+    if not self:registry_connected() then
+        reason = "the registry is not connected"
+    elseif self.texts[id] == nil and not self.pending[id]
+        and shared.current_count(self.dict, id) > 0 then
+        reason = "the first list of this owner would empty the previous owner's"
+    end
+    if not reason then
+        return self:accept(id, text)
+    end
+    self.held[id] = { text = text }
+    ngx.log(ngx.WARN, "disco: an empty list of ", id, " is held (", reason, "): the dict keeps ",
+            shared.current_count(self.dict, id), " nodes until the registry has been connected for ",
+            self.conf.empty_grace, " s with the list still empty")
+end
+
+--- Publishes the held empty lists whose grace has passed.
+function owner:check_held(now)
+    local connected = self:registry_connected()
+    for id, held in pairs(self.held) do
+        if not connected then
+            held.connected_at = nil
+        else
+            held.connected_at = held.connected_at or now
+            if now - held.connected_at >= self.conf.empty_grace * 1000 then
+                self.held[id] = nil
+                ngx.log(ngx.WARN, "disco: ", id, " is still empty after ", self.conf.empty_grace,
+                        " s connected: publishing the empty list")
+                self:accept(id, held.text)
+            end
+        end
+    end
+end
+
+--- Publishes `text` as the list of `id` unless it is the current one.
+function owner:accept(id, text)
     if text == self.texts[id] then
         return
     end
@@ -284,6 +353,9 @@ function owner:step(premature)
     local reports = shared.drain_feedback(dict, self.conf.feedback_batch, self.report)
     if reports > 0 then
         shared.bump(dict, "feedback_handled", reports)
+    end
+    if next(self.held) then
+        self:check_held(start)
     end
     if next(self.pending) and start - self.last_retry >= self.conf.retry_interval * 1000 then
         self.last_retry = start

@@ -310,6 +310,13 @@ function _M.current_text(dict, sid)
     return version ~= nil and dict:get(_M.data_key(sid, version)) or nil
 end
 
+--- How many nodes the current version of `sid` holds (0 when none).
+function _M.current_count(dict, sid)
+    local text = _M.current_text(dict, sid)
+    local eol = text and str_find(text, "\n", 1, true)
+    return eol and tonumber(str_sub(text, 4, eol - 1)) or 0
+end
+
 -- ---------------------------------------------------------------- reader
 
 --- A per-worker reader: `reader:nodes(sid)` answers the list of the
