@@ -40,16 +40,23 @@ describe("disco.resty.owner", function()
     -- runtime: its consumer has a registry whose session is connected
     -- while `link.connected`.
     local function new_owner(dict)
-        local link = { connected = true }
+        local link = { connected = true, subscribed = {} }
         local conf = options.check({ registry = "memory://x", subscriptions = { SID } })
         assert(shared.ensure(dict, shared.OWNER_GEN, 1))
         local o = setmetatable({
             conf = conf, dict = dict, mode = "worker0", gen = 1,
             texts = {}, pending = {}, held = {}, addresses = {}, published = 0,
             stopped = false, steps = 0, busy_ms = 0, last_retry = 0,
-            consumer = { registry = { session = function()
-                return { state = function() return link.connected and "connected" or "connecting" end }
-            end } },
+            subs = {},
+            consumer = {
+                registry = { session = function()
+                    return { state = function() return link.connected and "connected" or "connecting" end }
+                end },
+                subscribe = function(_, id, _, opts)
+                    link.subscribed[#link.subscribed + 1] = id
+                    return { cancel = function() end, opts = opts }
+                end,
+            },
         }, owner_mod.owner)
         return o, link
     end
@@ -95,6 +102,9 @@ describe("disco.resty.owner", function()
         o:check_held(0)
         link.connected = true
         o:check_held(1000)
+        -- Connected: subscribed again (the consumer does not retry a
+        -- mapping that failed while the registry was unreachable).
+        assert.same({ SID }, link.subscribed)
         o:check_held(1000 + 9999)
         assert.is_nil(dict.data["v/" .. SID])
         -- A disconnection restarts the grace.

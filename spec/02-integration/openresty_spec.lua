@@ -257,6 +257,76 @@ describe("disco in Debian's nginx #openresty", function()
     end)
 end)
 
+describe("disco in Debian's nginx, a reload while ZooKeeper is down #openresty", function()
+    if not nginx.available() then
+        pending("nginx with the Lua module is not installed")
+        return
+    end
+
+    local zk, srv, provider
+    teardown(function()
+        if srv then
+            srv:destroy()
+        end
+        if provider and process.group_is_ours(provider) then
+            process.kill_group(provider.pgid, "KILL")
+        end
+        if zk then
+            zk:destroy()
+        end
+    end)
+
+    it("keeps serving the previous list until the new owner has one", function()
+        zk = helpers.zookeeper_server()
+        zk:start()
+        local registry = "zookeeper://" .. zk.connect_string .. "?session_timeout=20000"
+        local log = helpers.tmpdir() .. "/provider.log"
+        provider = process.spawn({
+            argv = { helpers.disco_bin, "run", "spec/support/http_provider.lua", registry, "hello",
+                     tostring(ports.pick_port()) },
+            log = log,
+        })
+        wait_for("the provider to register", 20000, function()
+            return (helpers.read_file(log) or ""):find("registered", 1, true)
+        end)
+        srv = example_nginx(registry)
+        srv:start()
+        local function st()
+            return cjson.decode(srv:get("/disco/status").body)
+        end
+        local before = wait_for("the list", 15000, function()
+            local s = st()
+            return s.services[SID].nodes == 1 and s.owner.state == "running" and s
+        end)
+        -- ZooKeeper is down: the new generation's owner cannot resolve
+        -- anything (its mapping fails, so its first list is empty), and
+        -- that list must not reach the dict.
+        zk:stop()
+        assert.is_true(srv:reload())
+        local during = wait_for("the new owner's claim", 10000, function()
+            local s = st()
+            return s.owner.generation > before.owner.generation and s
+        end)
+        assert.are_not.equal("running", during.owner.state)
+        local deadline = now_ms() + 1500
+        while now_ms() < deadline do
+            local res = srv:get("/")
+            assert.equal(200, res.status, res.body)
+            local s = st()
+            assert.equal(before.services[SID].version, s.services[SID].version)
+            assert.equal(1, s.services[SID].nodes)
+        end
+        assert.matches("is held (the registry is not connected)", srv:log(), 1, true)
+        zk:start()
+        local after = wait_for("the new owner to resolve", 20000, function()
+            local s = st()
+            return s.owner.state == "running" and s
+        end)
+        assert.equal(1, after.services[SID].nodes)
+        assert.equal(200, srv:get("/").status)
+    end)
+end)
+
 describe("disco in Debian's nginx, before any list #openresty", function()
     if not nginx.available() then
         pending("nginx with the Lua module is not installed")

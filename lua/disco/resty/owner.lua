@@ -203,11 +203,20 @@ function owner:open()
     self.consumer = rt:consumer(cconf)
     self.subs = {}
     for _, sub in ipairs(conf.subscriptions) do
-        local id = sub.id
-        self.subs[id] = self.consumer:subscribe(id, function(_, list)
-            self:on_list(id, list)
-        end, sub.opts)
+        self:subscribe(sub.id, sub.opts)
     end
+end
+
+--- Subscribes to `id` (again: a previous subscription is cancelled).
+function owner:subscribe(id, opts)
+    local old = self.subs[id]
+    if old then
+        pcall(old.sub.cancel, old.sub)
+    end
+    local sub = self.consumer:subscribe(id, function(_, list)
+        self:on_list(id, list)
+    end, opts)
+    self.subs[id] = { sub = sub, opts = opts }
 end
 
 --- Whether the registry's session is connected (a registry without a
@@ -269,20 +278,28 @@ function owner:on_list(id, list)
             self.conf.empty_grace, " s with the list still empty")
 end
 
---- Publishes the held empty lists whose grace has passed.
+--- Publishes the held empty lists whose grace has passed. When the
+-- registry connects, each held subscription is made again: a mapping that
+-- failed while it was unreachable is not retried by the consumer, so the
+-- old subscription would stay empty.
 function owner:check_held(now)
     local connected = self:registry_connected()
     for id, held in pairs(self.held) do
         if not connected then
             held.connected_at = nil
-        else
-            held.connected_at = held.connected_at or now
-            if now - held.connected_at >= self.conf.empty_grace * 1000 then
-                self.held[id] = nil
-                ngx.log(ngx.WARN, "disco: ", id, " is still empty after ", self.conf.empty_grace,
-                        " s connected: publishing the empty list")
-                self:accept(id, held.text)
+        elseif not held.connected_at then
+            held.connected_at = now
+            ngx.log(ngx.NOTICE, "disco: the registry is connected: subscribing to ", id, " again")
+            local opts = self.subs[id] and self.subs[id].opts
+            local ok, err = pcall(self.subscribe, self, id, opts)
+            if not ok then
+                ngx.log(ngx.ERR, "disco: cannot subscribe to ", id, " again: ", tostring(err))
             end
+        elseif now - held.connected_at >= self.conf.empty_grace * 1000 then
+            self.held[id] = nil
+            ngx.log(ngx.WARN, "disco: ", id, " is still empty after ", self.conf.empty_grace,
+                    " s connected: publishing the empty list")
+            self:accept(id, held.text)
         end
     end
 end
