@@ -87,7 +87,7 @@ CMOD_DIR := $(PREFIX)/lib/lua/5.1
 PLUGIN_DIR := $(PREFIX)/share/disco/plugins
 
 .PHONY: all deps test asan valgrind lint demo install clean ctest \
-  test-build print-module-sources bench fuzz
+  test-build print-module-sources bench fuzz bench-resty
 all: $(HOST) $(MODULE)
 
 $(BUILD)/obj/core/%.o: core/%.c core/disco.h core/internal.h \
@@ -138,6 +138,12 @@ bench: deps
 	BUILD=$(BUILD) $(HOST) run bench/zk_notify_latency.lua
 	BUILD=$(BUILD) $(HOST) run bench/flows_subscribe.lua
 	BUILD=$(BUILD) $(HOST) run bench/metadata_rpc.lua
+	BUILD=$(BUILD) $(HOST) run bench/resty_nodes.lua
+
+# disco inside Debian's nginx alone: nodes() per call and the owner's idle CPU.
+bench-resty: deps
+	@$(MAKE) --no-print-directory all
+	BUILD=$(BUILD) $(HOST) run bench/resty_nodes.lua
 
 # test and demo install missing packages first, then build in a fresh make
 # so that the pkg-config flags above are read after the install.

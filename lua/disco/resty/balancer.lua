@@ -1,0 +1,171 @@
+--- Balancing an nginx upstream over a disco list: `balance()` in
+-- balancer_by_lua picks a node, and on a retry the next node this request
+-- has not tried; `log()` in log_by_lua reports each attempt's outcome to
+-- the owner (through a bounded list in the shared dict), which hands it to
+-- `consumer:report_call` for the validation chain (validation/recent_call).
+--
+--    upstream hello {
+--        server 0.0.0.1;   # a placeholder, never used
+--        balancer_by_lua_block {
+--            require("disco.resty.balancer").balance("rest:com.acme.Hello")
+--        }
+--    }
+--    location / {
+--        access_by_lua_block {   -- 503 when the list is empty
+--            require("disco.resty.balancer").precheck("rest:com.acme.Hello")
+--        }
+--        proxy_pass http://hello;
+--        log_by_lua_block { require("disco.resty.balancer").log() }
+--    }
+--
+-- Nodes must be IP addresses (ngx.balancer does not resolve names).
+-- @module disco.resty.balancer
+
+local picker = require "disco.resty.picker"
+local resty = require "disco.resty"
+local shared = require "disco.resty.shared"
+
+local ngx = ngx
+local tonumber = tonumber
+
+local _M = {}
+
+-- Per worker and service ID: where round robin goes on.
+local rr_states = {}
+
+local PICKERS = {
+    round_robin = picker.get("round_robin"),
+    weighted = picker.get("weighted"),
+}
+
+local function check_opts(opts)
+    if opts == nil then
+        return "round_robin", nil
+    end
+    if type(opts) ~= "table" then
+        error("disco.resty.balancer: options must be a table", 3)
+    end
+    local pick = opts.pick or "round_robin"
+    if not PICKERS[pick] then
+        error("disco.resty.balancer: pick must be round_robin or weighted, got '"
+              .. tostring(pick) .. "'", 3)
+    end
+    local tries = opts.tries
+    if tries ~= nil and (type(tries) ~= "number" or tries < 1 or tries % 1 ~= 0) then
+        error("disco.resty.balancer: tries must be a positive integer", 3)
+    end
+    return pick, tries
+end
+
+--- Answers 503 now when `sid` has no node (access_by_lua): the balancer
+-- phase cannot answer anything but 500 or 502.
+function _M.precheck(sid)
+    local nodes = resty.nodes(sid)
+    if not nodes or #nodes == 0 then
+        ngx.log(ngx.WARN, "disco: no node for ", sid)
+        return ngx.exit(503)
+    end
+end
+
+--- Picks the peer of this try (balancer_by_lua). The first try takes the
+-- list, allows up to `tries` tries in all (default: one per node), and
+-- picks; a retry picks among the nodes not tried yet. No node, or none
+-- left: the request fails (500: nginx lets the balancer phase answer no
+-- other status; `precheck` in access_by_lua answers 503 first).
+-- @tparam string sid the service ID
+-- @tparam[opt] table opts `pick` ("round_robin" default, or "weighted"),
+-- `tries` (the most tries per request)
+function _M.balance(sid, opts)
+    local ngx_balancer = require "ngx.balancer"
+    local pick, tries = check_opts(opts)
+    local ctx = ngx.ctx
+    local st = ctx.disco_balancer
+    if not st then
+        local nodes = resty.nodes(sid)
+        if not nodes or #nodes == 0 then
+            ngx.log(ngx.ERR, "disco: no node for ", sid)
+            return ngx.exit(ngx.ERROR)
+        end
+        st = { sid = sid, nodes = nodes, tried = {}, count = 0 }
+        ctx.disco_balancer = st
+        local more = #nodes - 1
+        if tries and tries - 1 < more then
+            more = tries - 1
+        end
+        if more > 0 then
+            ngx_balancer.set_more_tries(more)
+        end
+    else
+        local state, code = ngx_balancer.get_last_failure()
+        ngx.log(ngx.INFO, "disco: ", st.last, " failed (", tostring(state), " ",
+                tostring(code), "), trying another node of ", sid)
+    end
+    local rr = rr_states[sid]
+    if not rr then
+        rr = {}
+        rr_states[sid] = rr
+    end
+    local i = PICKERS[pick](st.nodes, rr, st.tried)
+    if not i then
+        ngx.log(ngx.ERR, "disco: every node of ", sid, " was tried")
+        return ngx.exit(ngx.ERROR)
+    end
+    st.tried[i] = true
+    st.count = st.count + 1
+    local node = st.nodes[i]
+    st.last = node.host .. ":" .. node.port
+    local ok, err = ngx_balancer.set_current_peer(node.host, node.port)
+    if not ok then
+        ngx.log(ngx.ERR, "disco: cannot use ", st.last, ": ", err)
+        return ngx.exit(ngx.ERROR)
+    end
+end
+
+-- Whether an attempt's status means the node answered. nginx reports 502
+-- for a connection that failed and 504 for a timeout; a node that answered
+-- anything else (even 500) is alive.
+local function answered(status)
+    status = tonumber(status)
+    return status ~= nil and status ~= 502 and status ~= 504
+end
+
+--- Reports every attempt of this request (log_by_lua): its address, whether
+-- the node answered, and its time in ms, from $upstream_addr,
+-- $upstream_status and $upstream_response_time. Does nothing for requests
+-- that did not go through `balance()`, or when `feedback = false`.
+function _M.log()
+    if not ngx.ctx.disco_balancer then
+        return
+    end
+    local conf = resty.config()
+    if not conf or not conf.feedback then
+        return
+    end
+    local var = ngx.var
+    local addrs, statuses, times = var.upstream_addr, var.upstream_status,
+        var.upstream_response_time
+    if not addrs then
+        return
+    end
+    -- "a, b : c": commas separate tries, colons internal redirects.
+    local status_list, time_list = {}, {}
+    for s in (statuses or ""):gmatch("[^,:%s]+") do
+        status_list[#status_list + 1] = s
+    end
+    for t in (times or ""):gmatch("[^,:%s]+") do
+        time_list[#time_list + 1] = t
+    end
+    local dict = resty.dict()
+    local n = 0
+    addrs = addrs:gsub("%s+:%s+", ", ")
+    for addr in addrs:gmatch("[^,%s]+") do
+        do
+            n = n + 1
+            local secs = tonumber(time_list[n])
+            shared.push_feedback(dict, addr, answered(status_list[n]),
+                                 secs and secs * 1000, conf.feedback_cap)
+        end
+    end
+end
+
+return _M
