@@ -32,6 +32,14 @@ _M.DEFAULT_POLICIES = { "mapping/static", "mapping/zookeeper", "mapping/subscrib
 --- How long one policy may take to answer before it is skipped.
 _M.DEFAULT_TIMEOUT_MS = 5000
 
+--- After a failed resolution a subscription tries again, on a timer: the
+-- first retry after `RETRY_MIN_MS`, doubling up to `RETRY_MAX_MS` (each
+-- ±20 % jitter), until one succeeds. Without it, a consumer started while
+-- the registry was unreachable would keep its empty list: the policies'
+-- watches may never have been set, so nothing else would ask again.
+_M.RETRY_MIN_MS = 1000
+_M.RETRY_MAX_MS = 10000
+
 --- Dubbo never maps its own MetadataService.
 _M.METADATA_SERVICE = "org.apache.dubbo.metadata.MetadataService"
 
@@ -344,6 +352,9 @@ function chain_mt:_refresh(sub)
             else
                 apps = {}
             end
+            self:_retry_later(sub)
+        else
+            sub.retry_ms = nil
         end
         if apps and (sub.apps == nil or not same(apps, sub.apps)) then
             sub.apps = apps
@@ -357,6 +368,31 @@ function chain_mt:_refresh(sub)
             self:_refresh(sub)
         end
     end)
+end
+
+-- Schedules one more resolution of `sub` after a failed one (see
+-- RETRY_MIN_MS); a retry already scheduled stands.
+function chain_mt:_retry_later(sub)
+    if sub.retry_timer or sub.cancelled or self.closed then
+        return
+    end
+    local delay = sub.retry_ms and math.min(sub.retry_ms * 2, _M.RETRY_MAX_MS) or _M.RETRY_MIN_MS
+    sub.retry_ms = delay
+    local jittered = math.floor(delay * (0.8 + 0.4 * math.random()))
+    sub.retry_timer = self.rt:after(jittered, function()
+        sub.retry_timer = nil
+        if not sub.cancelled and not self.closed then
+            self:_refresh(sub)
+        end
+    end, "mapping retry")
+end
+
+local function cancel_retry(sub)
+    local t = sub.retry_timer
+    sub.retry_timer = nil
+    if t and not t:is_closed() then
+        t:close()
+    end
 end
 
 -- Arms the watch of policy `name` for `sub` (if it has one), replacing
@@ -433,6 +469,7 @@ function chain_mt:subscribe(service_id, params, on_change)
             end
             sub.cancelled = true
             self.subs[sub] = nil
+            cancel_retry(sub)
             for name, w in pairs(sub.watches) do
                 sub.watches[name] = nil
                 pcall(w.cancel)
@@ -484,6 +521,7 @@ function chain_mt:close()
     end
     for sub in pairs(self.subs) do
         sub.cancelled = true
+        cancel_retry(sub)
         for _, w in pairs(sub.watches) do
             pcall(w.cancel)
         end

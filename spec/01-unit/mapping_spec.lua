@@ -26,6 +26,21 @@ function M.init(c, conf) ctx, apps = c, conf.apps end
 function M.resolve(req, cb) ctx:after(0, function() cb(nil, apps) end) end
 return M
 ]]
+-- A policy that fails (as mapping/zookeeper does while the registry is
+-- unreachable) until its configuration's `down` is cleared; no watch.
+local FLAKY = [[
+local M = { name = "flaky", version = "1.0.0", kind = "mapping" }
+local ctx, conf
+function M.init(c, cf) ctx, conf = c, cf end
+function M.resolve(req, cb)
+    conf.asked = (conf.asked or 0) + 1
+    ctx:after(0, function()
+        if conf.down then return cb("ECONNLOSS: registry unreachable") end
+        cb(nil, { "shop" })
+    end)
+end
+return M
+]]
 local SILENT = [[
 local M = { name = "silent", version = "1.0.0", kind = "mapping" }
 function M.init() end
@@ -194,6 +209,47 @@ describe("disco.mapping", function()
         err, apps = call({ rt }, chain.resolve, chain, "com.acme.Foo", nil)
         assert.matches("^EMAPPING: .*mapping/broken: .*boom.*mapping/silent: ETIMEDOUT.*mapping/fixed: ENOPLUGIN", err)
         assert.is_nil(apps)
+    end)
+
+    it("retries a failed resolution on a timer until it succeeds, then stops", function()
+        local rt, reg = runtime()
+        plugins.write(root, "mapping/flaky", FLAKY)
+        local conf = { down = true }
+        assert(rt:load_plugin("mapping/flaky", conf))
+        local saved = { mapping.RETRY_MIN_MS, mapping.RETRY_MAX_MS }
+        mapping.RETRY_MIN_MS, mapping.RETRY_MAX_MS = 20, 40
+        finally(function() mapping.RETRY_MIN_MS, mapping.RETRY_MAX_MS = saved[1], saved[2] end)
+        local chain = assert(mapping.new(rt, { registry = reg, policies = { "mapping/flaky" } }))
+        local seen = {}
+        local sub = chain:subscribe("com.acme.Foo", function(list) seen[#seen + 1] = list end)
+        -- The first answer is the empty list, and the chain keeps asking.
+        assert.is_true(run_all({ rt }, function() return (conf.asked or 0) >= 3 end, 5000))
+        assert.same({ {} }, seen)
+        conf.down = false
+        assert.is_true(run_all({ rt }, function() return #seen == 2 end, 5000))
+        assert.same({ "shop" }, seen[2])
+        -- Once it succeeded, nothing asks again.
+        local asked = conf.asked
+        run_all({ rt }, function() return false end, 200)
+        assert.equal(asked, conf.asked)
+        sub.cancel()
+    end)
+
+    it("stops retrying when the subscription is cancelled", function()
+        local rt, reg = runtime()
+        plugins.write(root, "mapping/flaky", FLAKY)
+        local conf = { down = true }
+        assert(rt:load_plugin("mapping/flaky", conf))
+        local saved = mapping.RETRY_MIN_MS
+        mapping.RETRY_MIN_MS = 20
+        finally(function() mapping.RETRY_MIN_MS = saved end)
+        local chain = assert(mapping.new(rt, { registry = reg, policies = { "mapping/flaky" } }))
+        local sub = chain:subscribe("com.acme.Foo", function() end)
+        assert.is_true(run_all({ rt }, function() return (conf.asked or 0) >= 1 end, 5000))
+        sub.cancel()
+        local asked = conf.asked
+        run_all({ rt }, function() return false end, 200)
+        assert.equal(asked, conf.asked)
     end)
 
     it("delivers the initial list, then each change of the mapping node, across runtimes", function()
