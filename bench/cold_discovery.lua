@@ -136,6 +136,7 @@ end
 
 common.run(rt, function(zk)
     local ok, err = pcall(function()
+        peers.prepare()
         local session = common.session(rt.loop, zk.connect_string)
         local rows, wall_rows = {}, {}
         for _, n in ipairs(sizes()) do

@@ -11,6 +11,7 @@
 --   p:rss_kib(); p:stop()
 --   peers.cold("kazoo", args, 120000, loop)  -- { ms =, wall_ms =, instances =, addresses = } or { unsupported = true }
 --   peers.stop_all()                         -- in every cleanup path
+--   peers.prepare()                          -- compiles the Java peer first (untimed)
 local core = require "disco.core"
 local ffi = require "ffi"
 local process = require "disco.testing.process"
@@ -57,6 +58,12 @@ local function argv_of(kind, mode, args)
         argv[#argv + 1] = tostring(a)
     end
     return argv
+end
+
+--- Compiles the Java peer now, so that no timed run includes javac.
+function _M.prepare()
+    local ok, out = process.shell("timeout 300 bench/peers/run-java compile")
+    assert(ok, "compiling the Java peer failed:\n" .. out)
 end
 
 --- Starts peer `kind` ("disco", "java", "kazoo") in `mode` with `args`.
