@@ -105,11 +105,11 @@ local function percentile_cells(list)
 end
 
 common.run(rt, function(zk)
-    local subs = {}
+    local subs, writer, watcher = {}, nil, nil
     local ok, err = pcall(function()
         peers.prepare()
-        local writer = common.session(rt.loop, zk.connect_string)
-        local watcher = common.session(rt.loop, zk.connect_string)
+        writer = common.session(rt.loop, zk.connect_string)
+        watcher = common.session(rt.loop, zk.connect_string)
         local infos = revisions()
         local make = maker(infos)
         local t = core.hrtime()
@@ -150,11 +150,13 @@ common.run(rt, function(zk)
             for _, kind in ipairs(KINDS) do
                 local got, line = pcall(subs[kind].wait_line, subs[kind], function(text)
                     return tonumber(text:match("^change %d+ (%d+)$")) == expect
-                end, WAIT_MS, rt.loop)
+                end, WAIT_MS, rt.loop, "change to " .. expect)
                 if got then
                     local ms = tonumber(line.text:match("^change (%d+)")) / 1e6 - t0
                     table.insert(lat[kind].all, ms)
                     table.insert(lat[kind][k % 2 == 1 and "add" or "remove"], ms)
+                elseif not subs[kind]:alive() then
+                    error(line, 0)
                 else
                     missed[kind] = missed[kind] + 1
                     io.stderr:write(kind, ": change ", k, " not seen: ", tostring(line), "\n")
@@ -197,11 +199,13 @@ common.run(rt, function(zk)
                 "disco's removals pass its offline validation chain (the default one), which the peers do "
                     .. "not have.",
             })
-        writer:close()
-        watcher:close()
     end)
     peers.stop_all()
+    for _, session in ipairs({ writer, watcher }) do
+        session:close()
+    end
     if not ok then
         error(err, 0)
     end
+    peers.remove_files()
 end)

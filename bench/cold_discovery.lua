@@ -135,9 +135,10 @@ local function measure(zk, app, n, mode, runs, servers_loop)
 end
 
 common.run(rt, function(zk)
+    local session
     local ok, err = pcall(function()
         peers.prepare()
-        local session = common.session(rt.loop, zk.connect_string)
+        session = common.session(rt.loop, zk.connect_string)
         local rows, wall_rows = {}, {}
         for _, n in ipairs(sizes()) do
             assert(n <= 55000, "instance ports run from 10000: at most 55,000 instances")
@@ -195,10 +196,13 @@ common.run(rt, function(zk)
             { "instances", "metadata", "runs", "disco", "Java (ZooKeeper client)", "Python (kazoo)" },
             wall_rows, { "The same runs as above, timed from the spawn: includes runtime start-up "
                          .. "(LuaJIT, JVM, CPython) and module loading; 1 ms polling resolution." })
-        session:close()
     end)
     peers.stop_all()
+    if session then
+        session:close()
+    end
     if not ok then
         error(err, 0)
     end
+    peers.remove_files()
 end)

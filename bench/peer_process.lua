@@ -11,6 +11,7 @@
 --   p:rss_kib(); p:stop()
 --   peers.cold("kazoo", args, 120000, loop)  -- { ms =, wall_ms =, instances =, addresses = } or { unsupported = true }
 --   peers.stop_all()                         -- in every cleanup path
+--   peers.remove_files()                     -- after a successful run
 --   peers.prepare()                          -- compiles the Java peer first (untimed)
 local core = require "disco.core"
 local ffi = require "ffi"
@@ -124,9 +125,10 @@ end
 
 --- The next unread line matching `pattern` (a Lua pattern, or a function
 -- of the text) — others are skipped — waiting up to `ms`; drives `loop`
--- (non-blocking) between looks when given. Raises when the peer exits or
--- the time is up.
-function peer:wait_line(pattern, ms, loop)
+-- (non-blocking) between looks when given; `what` names it in errors.
+-- Raises when the peer exits or the time is up.
+function peer:wait_line(pattern, ms, loop, what)
+    what = what or tostring(pattern)
     local match = type(pattern) == "function" and pattern or function(text) return text:match(pattern) end
     local deadline = core.hrtime() + ms
     local exited = false
@@ -140,13 +142,13 @@ function peer:wait_line(pattern, ms, loop)
             end
         end
         if exited then
-            error(string.format("%s peer exited before '%s':\n%s", self.kind, tostring(pattern),
+            error(string.format("%s peer exited before '%s':\n%s", self.kind, what,
                                 self:stderr_tail()), 2)
         end
         -- One more look after it exited: its last lines may be unread.
         exited = not self:alive()
         if core.hrtime() > deadline then
-            error(string.format("%s peer: no '%s' within %d ms:\n%s", self.kind, tostring(pattern), ms,
+            error(string.format("%s peer: no '%s' within %d ms:\n%s", self.kind, what, ms,
                                 self:stderr_tail()), 2)
         end
         if loop then
@@ -199,13 +201,22 @@ function _M.stop_all()
     end
 end
 
+--- Removes the peers' output files (keep them when a run failed: their
+-- stderr explains it).
+function _M.remove_files()
+    if dir then
+        process.shell("rm -rf " .. q(dir))
+        dir = nil
+    end
+end
+
 --- One cold run: `{ ms =, wall_ms =, instances =, addresses = }` (wall_ms:
 -- from the spawn to the result line), or `{ unsupported = true }`.
 function _M.cold(kind, args, ms, loop)
     local p = _M.start(kind, "cold", args)
     local ok, line = pcall(p.wait_line, p, function(text)
         return text:match("^result ") or text == "unsupported"
-    end, ms, loop)
+    end, ms, loop, "result")
     p:stop()
     if not ok then
         error(line, 0)
