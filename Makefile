@@ -3,6 +3,7 @@
 #   make            build/disco (host binary) and build/lib/disco/core.so
 #   make test       C core tests, then busted specs; one closing count line
 #   make asan       the same tests built with -fsanitize=address,undefined
+#   make tsan       C core tests and ZooKeeper specs under ThreadSanitizer
 #   make valgrind   the C core tests under valgrind (leaks are errors)
 #   make lint       luacheck and clang-format
 #   make demo       the main job, end to end, on a local ZooKeeper
@@ -66,6 +67,10 @@ ifeq ($(SANITIZE),1)
 OPT := -O1 -g -fno-omit-frame-pointer
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
+ifeq ($(SANITIZE),thread)
+OPT := -O1 -g -fno-omit-frame-pointer
+SAN_FLAGS := -fsanitize=thread
+endif
 
 CFLAGS_ALL := -std=c99 -D_GNU_SOURCE -DTHREADED -fPIC $(OPT) $(WARNINGS) \
   $(SAN_FLAGS) -Icore $(UV_CFLAGS) $(CFLAGS)
@@ -87,7 +92,7 @@ CMOD_DIR := $(PREFIX)/lib/lua/5.1
 PLUGIN_DIR := $(PREFIX)/share/disco/plugins
 
 .PHONY: all deps test asan valgrind lint demo install clean ctest \
-  test-build print-module-sources bench fuzz
+  test-build print-module-sources bench fuzz tsan
 all: $(HOST) $(MODULE)
 
 $(BUILD)/obj/core/%.o: core/%.c core/disco.h core/internal.h \
@@ -149,6 +154,12 @@ test-build: all $(CTEST)
 
 asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 test
+
+# ThreadSanitizer: the C core tests and the ZooKeeper specs (the handoff
+# from libzookeeper_mt's threads to the loop), see spec/run_tsan.sh.
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread test-build
+	@BUILD=build-tsan sh spec/run_tsan.sh
 
 valgrind: deps
 	@$(MAKE) --no-print-directory ctest
@@ -212,4 +223,4 @@ print-module-sources:
 	@echo $(CORE_SRC) $(BINDING_SRC)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan
