@@ -144,6 +144,7 @@ bench: deps
 	BUILD=$(BUILD) $(HOST) run bench/zk_notify_latency.lua
 	BUILD=$(BUILD) $(HOST) run bench/flows_subscribe.lua
 	BUILD=$(BUILD) $(HOST) run bench/metadata_rpc.lua
+	BUILD=$(BUILD) $(HOST) run bench/churn.lua
 
 # test and demo install missing packages first, then build in a fresh make
 # so that the pkg-config flags above are read after the install.
