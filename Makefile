@@ -3,7 +3,9 @@
 #   make            build/disco (host binary) and build/lib/disco/core.so
 #   make test       C core tests, then busted specs; one closing count line
 #   make asan       the same tests built with -fsanitize=address,undefined
-#   make valgrind   the C core tests under valgrind (leaks are errors)
+#   make tsan       C core tests and ZooKeeper specs under ThreadSanitizer
+#   make valgrind   the C core tests and one host flow under valgrind (leaks
+#                   are errors)
 #   make lint       luacheck and clang-format
 #   make demo       the main job, end to end, on a local ZooKeeper
 #   make bench      benchmarks (figures beside a baseline of the same run)
@@ -66,6 +68,10 @@ ifeq ($(SANITIZE),1)
 OPT := -O1 -g -fno-omit-frame-pointer
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
+ifeq ($(SANITIZE),thread)
+OPT := -O1 -g -fno-omit-frame-pointer
+SAN_FLAGS := -fsanitize=thread
+endif
 
 CFLAGS_ALL := -std=c99 -D_GNU_SOURCE -DTHREADED -fPIC $(OPT) $(WARNINGS) \
   $(SAN_FLAGS) -Icore $(UV_CFLAGS) $(CFLAGS)
@@ -87,7 +93,7 @@ CMOD_DIR := $(PREFIX)/lib/lua/5.1
 PLUGIN_DIR := $(PREFIX)/share/disco/plugins
 
 .PHONY: all deps test asan valgrind lint demo install clean ctest \
-  test-build print-module-sources bench fuzz bench-resty
+  test-build print-module-sources bench fuzz bench-resty tsan
 all: $(HOST) $(MODULE)
 
 $(BUILD)/obj/core/%.o: core/%.c core/disco.h core/internal.h \
@@ -144,6 +150,7 @@ bench: deps
 	BUILD=$(BUILD) $(HOST) run bench/resty_nodes.lua
 	BUILD=$(BUILD) $(HOST) run bench/cold_discovery.lua
 	BUILD=$(BUILD) $(HOST) run bench/change_propagation.lua
+	BUILD=$(BUILD) $(HOST) run bench/churn.lua
 	@echo "results: bench/results/latest.md"
 
 # disco inside Debian's nginx alone: nodes() per call and the owner's idle CPU.
@@ -162,12 +169,28 @@ test-build: all $(CTEST)
 asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 test
 
+# ThreadSanitizer: the C core tests and the ZooKeeper specs (the handoff
+# from libzookeeper_mt's threads to the loop), see spec/run_tsan.sh.
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread test-build
+	@BUILD=build-tsan sh spec/run_tsan.sh
+
+VALGRIND := valgrind --error-exitcode=1 --leak-check=full \
+  --show-leak-kinds=definite --errors-for-leak-kinds=definite --track-fds=no \
+  -q --suppressions=core/test/valgrind.supp
+
+# The C core tests, then one full integration run of the host: a provider
+# registers, a consumer fetches its metadata over dubbo and sees it leave
+# (spec/valgrind/flow.lua), against a ZooKeeper started outside valgrind and
+# bounded to VALGRIND_FLOW_SECONDS.
+VALGRIND_FLOW_SECONDS ?= 400
 valgrind: deps
-	@$(MAKE) --no-print-directory ctest
-	valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite \
-	  --errors-for-leak-kinds=definite --track-fds=no -q \
-	  --suppressions=core/test/valgrind.supp $(CTEST)
+	@$(MAKE) --no-print-directory all ctest
+	$(VALGRIND) $(CTEST)
 	@echo "valgrind: C core tests ran with no memory errors and no leaks"
+	$(HOST) run spec/valgrind/with_zookeeper.lua $(VALGRIND_FLOW_SECONDS) \
+	  $(VALGRIND) $(HOST) run spec/valgrind/flow.lua
+	@echo "valgrind: the host's provider/consumer flow ran with no memory errors and no definite leaks"
 
 lint: deps
 	luacheck lua plugins spec examples bench
@@ -224,4 +247,4 @@ print-module-sources:
 	@echo $(CORE_SRC) $(BINDING_SRC)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan

@@ -534,11 +534,21 @@ end
 
 --- The session's state and counters (for `disco serve`'s metrics and
 -- readiness): `state`, `generation`, `session_id`, `connects`,
--- `disconnects` (connection drops), `expiries`.
+-- `disconnects` (connection drops), `expiries`; and the ZooKeeper reads of
+-- the live instance watches (bench/churn.lua counts a consumer's reads
+-- with them): `lists` (getChildren) and `reads` (getData).
 function M.stats()
+    local lists, reads = 0, 0
+    for w in pairs(watches) do
+        if w.cache then
+            local st = w.cache:stats()
+            lists, reads = lists + st.lists, reads + st.reads
+        end
+    end
     return { state = session:state(), generation = session:generation(),
              session_id = session:session_id(), connects = counters.connects,
-             disconnects = counters.disconnects, expiries = counters.expiries }
+             disconnects = counters.disconnects, expiries = counters.expiries,
+             lists = lists, reads = reads }
 end
 
 -- A reload hands the session, its registrations, the live watches and the

@@ -71,6 +71,13 @@ describe("registry/zookeeper #zookeeper", function()
         assert.equals("r1", got.metadata["dubbo.metadata.revision"])
         assert.is_number(got.registration_time)
         assert.is_string(got.identity.owner)
+        -- The watch's ZooKeeper reads are counted (bench/churn.lua uses
+        -- them): children lists, and one read of the one node; the
+        -- provider, which watches nothing, read nothing.
+        local st = c_reg.stats()
+        assert.is_true(st.lists >= 1, "lists " .. tostring(st.lists))
+        assert.equals(1, st.reads)
+        assert.same({ 0, 0 }, { p_reg.stats().lists, p_reg.stats().reads })
 
         -- The node: ephemeral, owned by the provider's session, Curator JSON.
         local session = raw(consumer)
@@ -89,6 +96,7 @@ describe("registry/zookeeper #zookeeper", function()
         assert.is_true(run_all({ provider, consumer }, function()
             return #last.diff.updated == 1 and last.list[1].metadata["dubbo.metadata.revision"] == "r2"
         end))
+        assert.is_true(c_reg.stats().reads >= 2, "the updated node was read again")
         local lerr, apps = call({ consumer }, c_reg.list_apps)
         assert.is_nil(lerr)
         assert.same({ "shop" }, apps)
