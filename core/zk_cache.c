@@ -58,12 +58,27 @@ typedef struct {
   char name[1];
 } disco__cache_req_t;
 
+/* Without keep_data, the data of a round's children is written into
+ * blocks freed whole once reported: freed one by one, hundreds of
+ * thousands of small copies would leave holes between the entries the
+ * cache keeps, which the C heap can never give back. */
+struct disco__cache_block {
+  struct disco__cache_block *next;
+  size_t used;
+  size_t cap;
+  char data[];
+};
+
+enum { DISCO__CACHE_BLOCK_SIZE = 256 * 1024 };
+
 struct disco_zk_cache_s {
   disco__zk_listener_t listener;
   disco_qitem_t finish_item; /* the close's last step, on the next tick */
   disco_zk_t *zk;
   char *path;
   size_t max_data;
+  int keep_data; /* keep each child's data after reporting it */
+  struct disco__cache_block *blocks; /* !keep_data: the unreported data */
   disco_zk_cache_cb on_change;
   disco_handle_close_cb close_cb;
   void *data;
@@ -96,9 +111,72 @@ static void disco__cache_round_end(disco_zk_cache_t *c);
 
 /* ------------------------------------------------------------ entries */
 
-static void disco__cache_entry_free(disco__cache_entry_t *e) {
+/* Room for `len` bytes of child data (NULL on memory exhaustion). */
+static char *disco__cache_value_alloc(disco_zk_cache_t *c, size_t len) {
+  struct disco__cache_block *b;
+  size_t cap;
+  char *p;
+
+  if (len == 0)
+    len = 1;
+  if (c->keep_data)
+    return malloc(len);
+  len = (len + 7) & ~(size_t)7;
+  b = c->blocks;
+  if (b == NULL || b->cap - b->used < len) {
+    cap = len > DISCO__CACHE_BLOCK_SIZE ? len : DISCO__CACHE_BLOCK_SIZE;
+    b = malloc(sizeof(*b) + cap);
+    if (b == NULL)
+      return NULL;
+    b->used = 0;
+    b->cap = cap;
+    b->next = c->blocks;
+    c->blocks = b;
+  }
+  p = b->data + b->used;
+  b->used += len;
+  return p;
+}
+
+static void disco__cache_value_free(disco_zk_cache_t *c, char *value) {
+  if (c->keep_data)
+    free(value);
+}
+
+static void disco__cache_blocks_free(disco_zk_cache_t *c) {
+  struct disco__cache_block *b;
+
+  while ((b = c->blocks) != NULL) {
+    c->blocks = b->next;
+    free(b);
+  }
+}
+
+static void disco__cache_entry_free(disco_zk_cache_t *c,
+                                    disco__cache_entry_t *e) {
   free(e->name);
-  free(e->value);
+  disco__cache_value_free(c, e->value);
+}
+
+/* Without keep_data: forgets the data of every reported child, and frees
+ * the blocks once no child's data is waiting to be reported. */
+static void disco__cache_drop_data(disco_zk_cache_t *c) {
+  size_t i;
+  int waiting;
+
+  if (c->keep_data)
+    return;
+  waiting = 0;
+  for (i = 0; i < c->count; i++) {
+    if (c->entries[i].reported) {
+      c->entries[i].value = NULL;
+      c->entries[i].len = 0;
+    } else if (c->entries[i].value != NULL) {
+      waiting = 1;
+    }
+  }
+  if (!waiting && c->num_removed == 0)
+    disco__cache_blocks_free(c);
 }
 
 /* The index of `name`, or where it would go (with *found = 0). */
@@ -168,7 +246,7 @@ static void disco__cache_remove_at(disco_zk_cache_t *c, size_t i) {
           (c->count - i - 1) * sizeof(*c->entries));
   c->count--;
   if (!e.reported) {
-    disco__cache_entry_free(&e);
+    disco__cache_entry_free(c, &e);
     return;
   }
   if (c->num_removed == c->cap_removed) {
@@ -176,7 +254,7 @@ static void disco__cache_remove_at(disco_zk_cache_t *c, size_t i) {
     grown = realloc(c->removed, cap * sizeof(*grown));
     if (grown == NULL) {
       /* Cannot report it: drop it; the snapshot is right anyway. */
-      disco__cache_entry_free(&e);
+      disco__cache_entry_free(c, &e);
       return;
     }
     c->removed = grown;
@@ -220,7 +298,7 @@ static int disco__cache_present(disco_zk_cache_t *c, const char *name) {
   }
   e.dirty = 1;
   if (disco__cache_insert(c, at, &e) != 0) {
-    disco__cache_entry_free(&e);
+    disco__cache_entry_free(c, &e);
     return DISCO_ENOMEM;
   }
   return 0;
@@ -241,9 +319,10 @@ static void disco__cache_finish(disco_zk_cache_t *c) {
   if (c->close_cb != NULL)
     c->close_cb(c, c->data);
   for (i = 0; i < c->count; i++)
-    disco__cache_entry_free(&c->entries[i]);
+    disco__cache_entry_free(c, &c->entries[i]);
   for (i = 0; i < c->num_removed; i++)
-    disco__cache_entry_free(&c->removed[i]);
+    disco__cache_entry_free(c, &c->removed[i]);
+  disco__cache_blocks_free(c);
   free(c->entries);
   free(c->removed);
   free(c->path);
@@ -389,7 +468,7 @@ static void disco__cache_get_cb(disco_zk_t *zk, const disco_zk_result_t *r,
       too_large = c->max_data > 0 && (size_t)r->stat.data_length > c->max_data;
       value = NULL;
       if (!too_large && r->data != NULL) {
-        value = malloc(r->data_len > 0 ? r->data_len : 1);
+        value = disco__cache_value_alloc(c, r->data_len);
         if (value == NULL) {
           e->dirty = 1;
           disco__cache_fail(c, DISCO_ENOMEM, "get");
@@ -405,7 +484,7 @@ static void disco__cache_get_cb(disco_zk_t *zk, const disco_zk_result_t *r,
         if (e->change == DISCO__CHANGE_NONE)
           e->change = e->reported ? DISCO__CHANGE_UPDATED : DISCO__CHANGE_ADDED;
       }
-      free(e->value);
+      disco__cache_value_free(c, e->value);
       e->value = value;
       e->len = value != NULL ? r->data_len : 0;
       e->too_large = too_large;
@@ -604,6 +683,7 @@ static void disco__cache_emit(disco_zk_cache_t *c) {
     free(added);
     free(updated);
     free(removed);
+    disco__cache_drop_data(c); /* re-read, unchanged */
     return;
   }
   c->loaded = 1;
@@ -618,9 +698,11 @@ static void disco__cache_emit(disco_zk_cache_t *c) {
   free(added);
   free(updated);
   for (i = 0; i < c->num_removed; i++)
-    disco__cache_entry_free(&c->removed[i]);
+    disco__cache_entry_free(c, &c->removed[i]);
   c->num_removed = 0;
   free(removed);
+  /* The consumer holds what it needs of the data now. */
+  disco__cache_drop_data(c);
 }
 
 static void disco__cache_round_end(disco_zk_cache_t *c) {
@@ -745,6 +827,7 @@ int disco_zk_cache_new(disco_zk_t *zk, const char *path, size_t max_data,
   }
   c->zk = zk;
   c->max_data = max_data;
+  c->keep_data = 1;
   c->on_change = on_change;
   c->close_cb = close_cb;
   c->data = data;
@@ -781,6 +864,18 @@ int disco_zk_cache_child(const disco_zk_cache_t *c, size_t index,
     return DISCO_ENOENT;
   disco__cache_fill(out, &c->entries[index]);
   return 0;
+}
+
+void disco_zk_cache_set_keep_data(disco_zk_cache_t *c, int keep) {
+  size_t i;
+
+  /* Data already held stays where it was allocated: no switch then. */
+  for (i = 0; i < c->count; i++) {
+    if (c->entries[i].value != NULL)
+      return;
+  }
+  if (c->num_removed == 0)
+    c->keep_data = keep != 0;
 }
 
 void disco_zk_cache_stats(const disco_zk_cache_t *c,

@@ -85,6 +85,7 @@ build = {
         ["disco.plugin"] = "lua/disco/plugin.lua",
         ["disco.plugin_chain"] = "lua/disco/plugin_chain.lua",
         ["disco.plugin_ctx"] = "lua/disco/plugin_ctx.lua",
+        ["disco.memory"] = "lua/disco/memory.lua",
         ["disco.address_list"] = "lua/disco/address_list.lua",
         ["disco.consumer"] = "lua/disco/consumer.lua",
         ["disco.instance"] = "lua/disco/instance.lua",

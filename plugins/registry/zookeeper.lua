@@ -27,6 +27,10 @@ local M = {
 local CAS_MAX_TRIES = 10
 local CAS_MAX_WAIT_MS = 100
 
+-- A diff this large (or an application's first) is a bulk load: the host
+-- is asked to give the garbage of parsing back once loads go quiet.
+local BULK_ENTRIES = 100
+
 local ctx, session, root
 -- What a reload hands over: this session's registrations (address ->
 -- ephemeral node), and the live watches (records shared with the caller's
@@ -268,11 +272,17 @@ local function open_cache(w)
     local first = w.first
     w.cache = assert(session:children_cache(w.path, {
         max_data = zk_instance.MAX_BYTES,
+        -- Each child's data arrives once, is parsed here, and the parsed
+        -- instance is what is kept: the cache keeps no second copy.
+        keep_data = false,
         on_change = function(_, diff)
             if w.cancelled or my_epoch ~= w.epoch then
                 return
             end
             apply(w, diff, first)
+            if first or #diff.added + #diff.updated >= BULK_ENTRIES then
+                ctx:settle_memory()
+            end
             first = false
             w.first = false
         end,
