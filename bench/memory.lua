@@ -1,7 +1,8 @@
 -- bench/memory.lua: the memory a consumer needs per instance it holds.
 -- ZooKeeper is populated with BENCH_APPS applications (default 1,000) of
 -- BENCH_PER_APP instances each (default 100), in 1 to 3 revisions per
--- application, each instance node the ~450-byte JSON Dubbo 3 writes. Each
+-- application, each instance node the JSON Dubbo 3 writes (~700 bytes with its
+-- MetadataService url-params). Each
 -- program then holds every instance of every application, parsed, and
 -- prints `ready <instances>` (the comparators' `hold` mode,
 -- bench/README.md): disco (bench/memory_hold.lua: the zookeeper registry

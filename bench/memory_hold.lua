@@ -13,6 +13,7 @@
 local rt = ...
 package.path = "bench/?.lua;" .. package.path
 local common = require "common"
+local core = require "disco.core"
 
 local opts = { apps = math.huge }
 do
@@ -43,6 +44,7 @@ local loop = rt.loop
 local registry = assert(rt:registry("zookeeper://" .. opts.zk))
 common.wait(loop, function() return registry.session():state() == "connected" end, 20000, "connect")
 local rss0, lua0 = common.rss_kib(), lua_bytes()
+local settles0 = require("disco.memory").settles
 
 local names
 registry.list_apps(function(err, list)
@@ -63,6 +65,14 @@ for i = 1, math.min(#names, opts.apps) do
     end)
 end
 common.wait(loop, function() return loaded == #handles end, 600000, "instances")
+-- The loop blocks on stdin below, so it runs here until the registry's
+-- settle after its bulk load has happened (as it would in a consumer that
+-- keeps running), at most 2 s.
+local memory = require "disco.memory"
+local deadline = core.hrtime() + 2000
+while memory.settles == settles0 and #handles > 0 and core.hrtime() < deadline do
+    loop:run_once()
+end
 print("ready " .. total)
 io.stdout:flush()
 
@@ -72,10 +82,6 @@ if opts.breakdown and total > 0 then
     local function say(fmt, ...)
         io.stderr:write(string.format(fmt, ...), "\n")
     end
-    -- What a consumer holds once its bulk load has settled (the settle the
-    -- registry asks for runs when loads have been quiet a moment).
-    local memory = require "disco.memory"
-    common.wait(loop, function() return memory.settles > 0 end, 5000, "settle")
     local rss1 = common.rss_kib()
     local lua1 = lua_bytes()
     say("instances %d", total)
@@ -91,9 +97,13 @@ if opts.breakdown and total > 0 then
         struct disco_bench_mallinfo2 mallinfo2(void);
     ]])
     local mi = ffi.C.mallinfo2()
-    pcall(ffi.cdef, "void malloc_stats(void);")
+    pcall(ffi.cdef, "void malloc_stats(void); typedef struct FILE FILE; int malloc_info(int, FILE *);"
+                    .. "FILE *fopen(const char *, const char *); int fclose(FILE *);")
     if os.getenv("BENCH_MALLOC_STATS") then
         ffi.C.malloc_stats()
+        local f = ffi.C.fopen(os.getenv("BENCH_MALLOC_STATS"), "w")
+        ffi.C.malloc_info(0, f)
+        ffi.C.fclose(f)
     end
     if os.getenv("BENCH_MALLOC_STATS") then
         -- Resident bytes by kind of mapping: the C heap ([heap], and the

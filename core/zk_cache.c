@@ -52,11 +52,19 @@ typedef struct {
   struct disco__list link; /* in cache->reqs while attached */
   disco_zk_cache_t *cache;
   uint64_t generation;
-  int kept;  /* the get succeeded, so ZooKeeper keeps its watch */
-  int refs;  /* result, plus the watch if any */
-  int watch; /* a watch was requested */
+  int kept;   /* the get succeeded, so ZooKeeper keeps its watch */
+  int refs;   /* result, plus the watch if any */
+  int watch;  /* a watch was requested */
+  int pooled; /* from disco__cache_req_pool (a short name) */
   char name[1];
 } disco__cache_req_t;
+
+/* A request with a watch lives as long as the watch, beside request
+ * buffers freed at once: pooled (names up to 63 bytes), it leaves no holes
+ * in the C heap after a burst of reads (core/pool.c). */
+enum { DISCO__CACHE_POOLED_NAME = 63 };
+static disco_pool_t disco__cache_req_pool =
+    DISCO_POOL_INIT(sizeof(disco__cache_req_t) + DISCO__CACHE_POOLED_NAME);
 
 /* Without keep_data, the data of a round's children is written into
  * blocks freed whole once reported: freed one by one, hundreds of
@@ -69,7 +77,7 @@ struct disco__cache_block {
   char data[];
 };
 
-enum { DISCO__CACHE_BLOCK_SIZE = 256 * 1024 };
+enum { DISCO__CACHE_BLOCK_SIZE = 32 * 1024 };
 
 struct disco_zk_cache_s {
   disco__zk_listener_t listener;
@@ -110,6 +118,35 @@ static void disco__cache_round(disco_zk_cache_t *c);
 static void disco__cache_round_end(disco_zk_cache_t *c);
 
 /* ------------------------------------------------------------ entries */
+
+/* Child names live as long as their entries but are allocated while
+ * the reads of other children are in flight: pooled (up to 47 bytes), they
+ * do not split the memory those reads free into unreturnable pieces. */
+enum { DISCO__CACHE_POOLED_CHILD = 48 };
+static disco_pool_t disco__cache_name_pool =
+    DISCO_POOL_INIT(DISCO__CACHE_POOLED_CHILD);
+
+static char *disco__cache_name_dup(const char *name) {
+  size_t len;
+  char *copy;
+
+  len = strlen(name);
+  if (len >= DISCO__CACHE_POOLED_CHILD)
+    return strdup(name);
+  copy = disco_pool_alloc(&disco__cache_name_pool);
+  if (copy != NULL)
+    memcpy(copy, name, len + 1);
+  return copy;
+}
+
+static void disco__cache_name_free(char *name) {
+  if (name == NULL)
+    return;
+  if (strlen(name) >= DISCO__CACHE_POOLED_CHILD)
+    free(name);
+  else
+    disco_pool_free(&disco__cache_name_pool, name);
+}
 
 /* Room for `len` bytes of child data (NULL on memory exhaustion). */
 static char *disco__cache_value_alloc(disco_zk_cache_t *c, size_t len) {
@@ -154,7 +191,7 @@ static void disco__cache_blocks_free(disco_zk_cache_t *c) {
 
 static void disco__cache_entry_free(disco_zk_cache_t *c,
                                     disco__cache_entry_t *e) {
-  free(e->name);
+  disco__cache_name_free(e->name);
   disco__cache_value_free(c, e->value);
 }
 
@@ -292,7 +329,7 @@ static int disco__cache_present(disco_zk_cache_t *c, const char *name) {
     }
   }
   if (e.name == NULL) {
-    e.name = strdup(name);
+    e.name = disco__cache_name_dup(name);
     if (e.name == NULL)
       return DISCO_ENOMEM;
   }
@@ -352,9 +389,16 @@ static disco__cache_req_t *disco__cache_req_new(disco_zk_cache_t *c,
   size_t len;
 
   len = name != NULL ? strlen(name) : 0;
-  req = calloc(1, sizeof(*req) + len);
-  if (req == NULL)
-    return NULL;
+  if (len <= DISCO__CACHE_POOLED_NAME) {
+    req = disco_pool_alloc(&disco__cache_req_pool);
+    if (req == NULL)
+      return NULL;
+    req->pooled = 1;
+  } else {
+    req = calloc(1, sizeof(*req) + len);
+    if (req == NULL)
+      return NULL;
+  }
   req->cache = c;
   disco__list_insert_tail(&c->reqs, &req->link);
   req->generation = disco_zk_generation(c->zk);
@@ -365,18 +409,25 @@ static disco__cache_req_t *disco__cache_req_new(disco_zk_cache_t *c,
   return req;
 }
 
+static void disco__cache_req_free(disco__cache_req_t *req) {
+  if (req->pooled)
+    disco_pool_free(&disco__cache_req_pool, req);
+  else
+    free(req);
+}
+
 /* Drops one of the request's references (its result's or its watch's). */
 static void disco__cache_req_release(disco__cache_req_t *req) {
   if (--req->refs > 0)
     return;
   disco__list_remove(&req->link);
-  free(req);
+  disco__cache_req_free(req);
 }
 
 /* A request that was never sent. */
 static void disco__cache_req_drop(disco__cache_req_t *req) {
   disco__list_remove(&req->link);
-  free(req);
+  disco__cache_req_free(req);
 }
 
 /* The end of a result callback: the cache's reference goes. */

@@ -54,6 +54,7 @@ build = {
                 "core/dubbo_server.c",
                 "core/dubbo_client.c",
                 "core/http_server.c",
+                "core/pool.c",
                 "bindings/dl_core.c",
                 "bindings/dl_pcall.c",
                 "bindings/dl_loop.c",

@@ -26,6 +26,8 @@ _M.settles = 0
 
 -- loop -> { timer =, last = loop time of the last request }
 local states = setmetatable({}, { __mode = "k" })
+-- Bursts under way (one per loop at most), and the pause they replaced.
+local bursts, saved_pause = 0, nil
 
 --- Collects garbage and trims the C heap now.
 function _M.settle_now()
@@ -46,15 +48,18 @@ function _M.settle(loop)
     if state.timer and not state.timer:is_closed() then
         return
     end
-    -- While the burst lasts the collector starts each cycle as soon as the
-    -- last ended: the heap (which LuaJIT never gives back) then peaks near
-    -- what is live instead of twice that.
-    state.pause = state.pause or collectgarbage("setpause", _M.BULK_PAUSE)
     local timer = loop:timer("memory settle")
     if not timer then
         return
     end
     state.timer = timer
+    -- While a burst lasts the collector starts each cycle as soon as the
+    -- last ended: the heap (which LuaJIT never gives back) then peaks
+    -- nearer what is live than twice that.
+    bursts = bursts + 1
+    if bursts == 1 then
+        saved_pause = collectgarbage("setpause", _M.BULK_PAUSE)
+    end
     local function fire()
         local quiet = loop:now() - state.last
         if quiet < _M.QUIET_MS then
@@ -63,8 +68,10 @@ function _M.settle(loop)
         end
         timer:close()
         state.timer = nil
-        collectgarbage("setpause", state.pause)
-        state.pause = nil
+        bursts = bursts - 1
+        if bursts == 0 then
+            collectgarbage("setpause", saved_pause)
+        end
         _M.settle_now()
     end
     timer:start(_M.QUIET_MS, 0, fire)
