@@ -25,7 +25,7 @@ DEB_PACKAGES := build-essential pkg-config luajit2 libluajit2-5.1-dev \
   lua-busted lua-check luarocks clang-format valgrind libssl-dev \
   default-jdk-headless libhessian-java clang libclang-rt-14-dev \
   libhttp-parser-dev nginx libnginx-mod-http-lua lua-resty-core \
-  lua-resty-lrucache curl
+  lua-resty-lrucache curl python3-kazoo
 
 # The C sources of the disco.core Lua module. rockspec/disco-scm-1.rockspec
 # lists the same files; spec/01-unit/rockspec_spec.lua checks that they agree.
@@ -132,13 +132,19 @@ $(BUILD)/bench/zk_floor: bench/zk_floor.c
 	@mkdir -p $(@D)
 	$(CC) -std=c99 -D_GNU_SOURCE -DTHREADED -O2 $(WARNINGS) -o $@ $< $(ZK_LIBS) -lpthread
 
+# bench/results/latest.md starts fresh: the benchmarks that publish a table
+# (bench/results.lua) append to it.
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/zk_floor
+	rm -f bench/results/latest.md
 	BUILD=$(BUILD) $(HOST) run bench/zk_cold_discovery.lua $(BENCH_N)
 	BUILD=$(BUILD) $(HOST) run bench/zk_notify_latency.lua
 	BUILD=$(BUILD) $(HOST) run bench/flows_subscribe.lua
 	BUILD=$(BUILD) $(HOST) run bench/metadata_rpc.lua
+	BUILD=$(BUILD) $(HOST) run bench/cold_discovery.lua
+	BUILD=$(BUILD) $(HOST) run bench/change_propagation.lua
 	BUILD=$(BUILD) $(HOST) run bench/memory.lua
+	@echo "results: bench/results/latest.md"
 
 # test and demo install missing packages first, then build in a fresh make
 # so that the pkg-config flags above are read after the install.

@@ -184,6 +184,10 @@ common.run(rt, function(zk)
         { label = "Python (kazoo + json)", script = "bench/peers/run-kazoo",
           cmd = "bench/peers/run-kazoo hold --zk " .. zk.connect_string },
     }
+    if file_exists("bench/peers/run-java") then
+        -- javac runs here, not inside a measured process tree.
+        os.execute("BUILD=" .. (os.getenv("BUILD") or "build") .. " bench/peers/run-java compile >/dev/null")
+    end
     local rows = {}
     for _, prog in ipairs(programs) do
         local row = { label = prog.label }
@@ -240,9 +244,26 @@ common.run(rt, function(zk)
     end
     if file_exists("bench/results.lua") then
         local results = require "results"
-        if type(results.memory) == "function" then
-            results.memory(rows, { instances = total, apps = APPS, runs = RUNS })
+        local rows_out = {}
+        for _, row in ipairs(rows) do
+            rows_out[#rows_out + 1] = {
+                row.label,
+                row.per and results.spread(row.per, "%.0f") or row.missing,
+                row.base and string.format("%.1f", row.base / 1024) or "-",
+                row.full and string.format("%.1f", row.full / 1024) or "-",
+                row.median and rows[1].median and results.ratio(rows[1].median, row.median) or "-",
+            }
         end
+        results.table(string.format("Memory: RSS per instance held (%d instances in %d applications)",
+                                    total, APPS),
+                      { "program", "bytes per instance, median (min-max)", "baseline MiB",
+                        "holding MiB", "disco / this" },
+                      rows_out,
+                      { string.format("%d runs; RSS of the process tree 1 s after `ready` minus the same "
+                                      .. "program holding nothing (`--apps 0`); ~%.0f-byte instance JSON",
+                                      RUNS, avg),
+                        "disco: the zookeeper registry watching every application (bench/memory_hold.lua); "
+                        .. "target < 1,536 bytes per instance" })
     end
     session:close()
 end)

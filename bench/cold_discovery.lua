@@ -1,0 +1,208 @@
+-- bench/cold_discovery.lua: cold discovery of one application with N
+-- instances in 3 revisions, in both metadata modes, from a fresh process to
+-- the complete address list of one service: the floor (bench/zk_floor.c:
+-- the raw C client, getChildren + N pipelined getData, no parsing), disco
+-- (bench/peers/disco_consumer.lua), the Java consumer on the official
+-- ZooKeeper client (bench/peers/run-java) and the Python one on kazoo
+-- (bench/peers/run-kazoo), interleaved run by run on the same server.
+--
+--   build/disco run bench/cold_discovery.lua
+--   BENCH_SIZES=1000,10000,50000 (default)   BENCH_RUNS=5 (default; 3 at 50,000)
+--
+-- remote mode: each revision's MetadataInfo at /dubbo/metadata/APP/REV.
+-- local mode: each revision served by its own MetadataService (a
+-- loop:dubbo_server in this process, driven while the peers run), which
+-- the instances' url-params point to.
+local rt = ...
+package.path = "bench/?.lua;" .. package.path
+local common = require "common"
+local core = require "disco.core"
+local instance_model = require "disco.instance"
+local metadata_info = require "disco.metadata_info"
+local metadata_service = require "disco.metadata.service"
+local peers = require "peer_process"
+local results = require "results"
+
+local BUILD = os.getenv("BUILD") or "build"
+local IFACE = "com.acme.Bench"
+local PEER_MS = 600000
+
+local function sizes()
+    local list = {}
+    for n in (os.getenv("BENCH_SIZES") or "1000,10000,50000"):gmatch("%d+") do
+        list[#list + 1] = tonumber(n)
+    end
+    return list
+end
+
+local function runs_for(n)
+    local runs = tonumber(os.getenv("BENCH_RUNS"))
+    if runs then
+        return runs
+    end
+    return n >= 50000 and 3 or 5
+end
+
+-- Three revisions of one service of `app` (the weight differs).
+local function revisions(app)
+    local list = {}
+    for v = 1, 3 do
+        local info = metadata_info.new(app)
+        info:add(metadata_info.service({
+            name = IFACE, version = "1.0.0", port = -1,
+            params = { application = app, interface = IFACE, methods = "get,put",
+                       side = "provider", version = "1.0.0", weight = tostring(100 * v) },
+        }))
+        metadata_info.revision_of(info)
+        list[v] = info
+    end
+    return list
+end
+
+-- Instance i: 127.0.0.1, port 10000 + i (unique names up to 55,535
+-- instances; loopback, so that local mode reaches the MetadataService at
+-- the instance's host), revision i % 3. `service_ports`: local mode's
+-- MetadataService port per revision, nil for remote mode.
+local function instance_maker(infos, service_ports)
+    return function(app, i)
+        local inst = instance_model.new({ name = app, host = "127.0.0.1", port = 10000 + i,
+                                          metadata = { timestamp = tostring(1700000000000 + i) } })
+        local r = i % 3 + 1
+        instance_model.set_revision(inst, infos[r].revision)
+        instance_model.set_endpoints(inst, { { port = 10000 + i, protocol = "dubbo" } })
+        if service_ports then
+            instance_model.set_storage_type(inst, "local")
+            instance_model.set_url_params(inst, { port = tostring(service_ports[r]), protocol = "dubbo",
+                                                  version = "1.0.0", dubbo = "2.0.2", release = "3.2.0",
+                                                  side = "provider" })
+        else
+            instance_model.set_storage_type(inst, "remote")
+        end
+        inst.registration_time = 1700000000000 + i
+        return inst
+    end
+end
+
+local function populate(session, app, n, infos, service_ports)
+    common.populate(rt.loop, session, app, n, instance_maker(infos, service_ports))
+    if service_ports then
+        return
+    end
+    local pending = #infos
+    for _, info in ipairs(infos) do
+        session:create("/dubbo/metadata/" .. app .. "/" .. info.revision, info:to_json(),
+                       { parents = true }, function() pending = pending - 1 end)
+    end
+    common.wait(rt.loop, function() return pending == 0 end, 60000, "metadata")
+end
+
+-- One floor run in a fresh process (as the peers are): milliseconds.
+local function floor_once(hosts, app, n)
+    local pipe = assert(io.popen(string.format("%s/bench/zk_floor %s /services/%s 1", BUILD, hosts, app)))
+    local out = pipe:read("*a")
+    pipe:close()
+    local ms, count = out:match("floor_ms ([%d.]+) (%d+)")
+    assert(tonumber(count) == n, "floor read " .. tostring(count) .. " children of " .. n)
+    return tonumber(ms)
+end
+
+local KINDS = { "disco", "java", "kazoo" }
+
+local function measure(zk, app, n, mode, runs, servers_loop)
+    local args = { "--zk", zk.connect_string, "--app", app, "--service", IFACE, "--mode", mode }
+    local m = { floor = {}, unsupported = {}, counts = {} }
+    for _, kind in ipairs(KINDS) do
+        m[kind], m[kind .. "_wall"] = {}, {}
+    end
+    for run = 1, runs do
+        m.floor[run] = floor_once(zk.connect_string, app, n)
+        for _, kind in ipairs(KINDS) do
+            if not m.unsupported[kind] then
+                local r = peers.cold(kind, args, PEER_MS, servers_loop)
+                if r.unsupported then
+                    m.unsupported[kind] = true
+                else
+                    assert(r.instances == n, string.format("%s %s: %d instances of %d", kind, mode, r.instances, n))
+                    assert(r.addresses == n, string.format("%s %s: %d addresses of %d", kind, mode, r.addresses, n))
+                    table.insert(m[kind], r.ms)
+                    table.insert(m[kind .. "_wall"], r.wall_ms)
+                end
+            end
+        end
+        io.stderr:write(string.format("  N=%d %s run %d/%d done\n", n, mode, run, runs))
+    end
+    return m
+end
+
+common.run(rt, function(zk)
+    local session
+    local ok, err = pcall(function()
+        peers.prepare()
+        session = common.session(rt.loop, zk.connect_string)
+        local rows, wall_rows = {}, {}
+        for _, n in ipairs(sizes()) do
+            assert(n <= 55000, "instance ports run from 10000: at most 55,000 instances")
+            local runs = runs_for(n)
+            for _, mode in ipairs({ "remote", "local" }) do
+                local app = string.format("cold-%s-%d", mode, n)
+                local infos = revisions(app)
+                local servers, ports = nil, nil
+                if mode == "local" then
+                    servers, ports = {}, {}
+                    for r, info in ipairs(infos) do
+                        servers[r] = assert(metadata_service.start(rt, { app = app, host = "127.0.0.1", port = 0 }))
+                        servers[r]:publish(info)
+                        ports[r] = servers[r]:port()
+                    end
+                end
+                local t = core.hrtime()
+                populate(session, app, n, infos, ports)
+                io.stderr:write(string.format("populated %s with %d instances (%s metadata) in %.0f ms\n",
+                                              app, n, mode, core.hrtime() - t))
+                local m = measure(zk, app, n, mode, runs, rt.loop)
+                for _, s in ipairs(servers or {}) do
+                    s:close()
+                end
+                local function med(kind)
+                    return #m[kind] > 0 and results.median(m[kind]) or nil
+                end
+                local function cell(kind)
+                    return m.unsupported[kind] and "unsupported" or results.spread(m[kind])
+                end
+                rows[#rows + 1] = {
+                    n, mode, runs, results.spread(m.floor), cell("disco"), cell("java"), cell("kazoo"),
+                    results.ratio(med("disco"), med("floor")), results.ratio(med("java"), med("disco")),
+                    results.ratio(med("kazoo"), med("disco")),
+                }
+                wall_rows[#wall_rows + 1] = {
+                    n, mode, runs, cell("disco_wall"), cell("java_wall"),
+                    m.unsupported.kazoo and "unsupported" or results.spread(m.kazoo_wall),
+                }
+            end
+        end
+        results.table("Cold discovery: start of the work to the complete address list (ms, median (min-max))",
+            { "instances", "metadata", "runs", "floor (raw C)", "disco", "Java (ZooKeeper client)",
+              "Python (kazoo)", "disco/floor", "Java/disco", "kazoo/disco" },
+            rows, {
+                "One application, 3 revisions, one service; every process is fresh. The work starts just "
+                    .. "before the session is opened (disco, Java, kazoo); the floor is timed from its "
+                    .. "getChildren, on a session it opened first, and parses nothing.",
+                "remote: MetadataInfo read from /dubbo/metadata/APP/REVISION; local: from each revision's "
+                    .. "MetadataService over dubbo/Hessian2 (disco's loop:dubbo_server); Python has no "
+                    .. "Hessian2 library in Debian.",
+                "Targets: disco/floor <= 1.3; Java/disco and kazoo/disco > 1.",
+            })
+        results.table("Cold discovery: process spawn to the complete address list (ms, median (min-max))",
+            { "instances", "metadata", "runs", "disco", "Java (ZooKeeper client)", "Python (kazoo)" },
+            wall_rows, { "The same runs as above, timed from the spawn: includes runtime start-up "
+                         .. "(LuaJIT, JVM, CPython) and module loading; 1 ms polling resolution." })
+    end)
+    peers.stop_all()
+    if session then
+        session:close()
+    end
+    if not ok then
+        error(err, 0)
+    end
+    peers.remove_files()
+end)
