@@ -27,8 +27,9 @@ local M = {
 local CAS_MAX_TRIES = 10
 local CAS_MAX_WAIT_MS = 100
 
--- A diff this large (or an application's first) is a bulk load: the host
--- is asked to give the garbage of parsing back once loads go quiet.
+-- A diff this large is a bulk load: the host is asked to give the garbage
+-- of parsing back once loads go quiet (one full collection per burst; a
+-- small diff is not worth a walk of a large heap).
 local BULK_ENTRIES = 100
 
 local ctx, session, root
@@ -293,7 +294,7 @@ local function open_cache(w)
                 return
             end
             apply(w, diff, first)
-            if first or #diff.added + #diff.updated >= BULK_ENTRIES then
+            if #diff.added + #diff.updated >= BULK_ENTRIES then
                 ctx:settle_memory()
             end
             first = false
