@@ -36,10 +36,6 @@ typedef struct disco__pool_chunk_s {
 /* Chunk headers round up so that records stay aligned for any type. */
 #define DISCO__POOL_HEADER ((sizeof(disco__pool_chunk_t) + 15) & ~(size_t)15)
 
-static size_t disco__pool_record_size(const disco_pool_t *p) {
-  return (p->size + 15) & ~(size_t)15;
-}
-
 void *disco_pool_alloc(disco_pool_t *p) {
 #ifdef DISCO__POOL_PLAIN
   return calloc(1, p->size);
@@ -47,7 +43,7 @@ void *disco_pool_alloc(disco_pool_t *p) {
   size_t rsize;
   void *r;
 
-  rsize = disco__pool_record_size(p);
+  rsize = (p->size + 15) & ~(size_t)15;
   pthread_mutex_lock(&p->mutex);
   r = p->free_list;
   if (r != NULL) {
