@@ -13,6 +13,7 @@
 --
 --   build/disco run bench/memory.lua [RUNS=3]
 --   BENCH_APPS=100 BENCH_PER_APP=100 BENCH_BREAKDOWN=1 build/disco run bench/memory.lua 1
+--   BENCH_ONLY_DISCO=1 ...: disco's row only
 local rt = ...
 package.path = "bench/?.lua;" .. package.path
 local common = require "common"
@@ -187,6 +188,9 @@ common.run(rt, function(zk)
     if file_exists("bench/peers/run-java") then
         -- javac runs here, not inside a measured process tree.
         os.execute("BUILD=" .. (os.getenv("BUILD") or "build") .. " bench/peers/run-java compile >/dev/null")
+    end
+    if os.getenv("BENCH_ONLY_DISCO") == "1" then
+        programs = { programs[1] }
     end
     local rows = {}
     for _, prog in ipairs(programs) do

@@ -60,9 +60,10 @@ typedef struct {
 } disco__cache_req_t;
 
 /* A request with a watch lives as long as the watch, beside request
- * buffers freed at once: pooled (names up to 63 bytes), it leaves no holes
- * in the C heap after a burst of reads (core/pool.c). */
-enum { DISCO__CACHE_POOLED_NAME = 63 };
+ * buffers freed at once: pooled (names up to 31 bytes, as an IPv4
+ * "host:port"), it leaves no holes in the C heap after a burst of reads
+ * (core/pool.c). */
+enum { DISCO__CACHE_POOLED_NAME = 31 };
 static disco_pool_t disco__cache_req_pool =
     DISCO_POOL_INIT(sizeof(disco__cache_req_t) + DISCO__CACHE_POOLED_NAME);
 
@@ -120,9 +121,9 @@ static void disco__cache_round_end(disco_zk_cache_t *c);
 /* ------------------------------------------------------------ entries */
 
 /* Child names live as long as their entries but are allocated while
- * the reads of other children are in flight: pooled (up to 47 bytes), they
+ * the reads of other children are in flight: pooled (up to 31 bytes), they
  * do not split the memory those reads free into unreturnable pieces. */
-enum { DISCO__CACHE_POOLED_CHILD = 48 };
+enum { DISCO__CACHE_POOLED_CHILD = 32 };
 static disco_pool_t disco__cache_name_pool =
     DISCO_POOL_INIT(DISCO__CACHE_POOLED_CHILD);
 

@@ -141,6 +141,15 @@ describe("zk:children_cache #zookeeper #integration", function()
         assert.same({ "b" }, names(diffs[3].removed))
         assert.is_nil(diffs[3].removed.b.data)
         assert.same({ "a" }, names(cache:snapshot()))
+
+        -- Names past the pooled length (an IPv6 address) come and go too.
+        local long = "[fe80:0000:0000:0000:0202:b3ff:fe1e:8329]:20880"
+        assert.is_nil(call(writer, "create", base .. "/" .. long, "L", nil))
+        wait_diffs(diffs, 4)
+        assert.equal("L", diffs[4].added[long].data)
+        assert.is_nil(call(writer, "delete", base .. "/" .. long, -1))
+        wait_diffs(diffs, 5)
+        assert.same({ long }, names(diffs[5].removed))
         cache:close()
     end)
 
