@@ -37,7 +37,7 @@ CORE_SRC := core/error.c core/handle.c core/log.c core/loop.c core/queue.c \
   core/zk_cache.c core/digest.c core/revcache.c \
   core/hessian2_reader.c core/hessian2_writer.c \
   core/dubbo_frame.c core/dubbo_body.c core/dubbo_server.c core/dubbo_client.c \
-  core/http_server.c
+  core/http_server.c core/pool.c
 BINDING_SRC := bindings/dl_core.c bindings/dl_pcall.c bindings/dl_loop.c \
   bindings/dl_log.c bindings/dl_handle.c bindings/dl_timer.c \
   bindings/dl_signal.c bindings/dl_fs_event.c bindings/dl_queue.c \
@@ -151,6 +151,7 @@ bench: deps
 	BUILD=$(BUILD) $(HOST) run bench/cold_discovery.lua
 	BUILD=$(BUILD) $(HOST) run bench/change_propagation.lua
 	BUILD=$(BUILD) $(HOST) run bench/churn.lua
+	BUILD=$(BUILD) $(HOST) run bench/memory.lua
 	@echo "results: bench/results/latest.md"
 
 # disco inside Debian's nginx alone: nodes() per call and the owner's idle CPU.

@@ -213,6 +213,7 @@ void dl_revcache_register(lua_State *L);
 /* dl_system.c: the clock and the network interfaces. */
 int dl_time_ms(lua_State *L);
 int dl_interface_addresses(lua_State *L);
+int dl_trim_memory(lua_State *L);
 
 /* dl_hessian2.c: Hessian 2.0 <-> Lua (conventions at the top of that
  * file and in docs/lua-api.md). */

@@ -121,6 +121,7 @@ static const luaL_Reg dl_functions[] = {
   { "md5_hex", dl_md5_hex },
   { "time_ms", dl_time_ms },
   { "interface_addresses", dl_interface_addresses },
+  { "trim_memory", dl_trim_memory },
   { "hessian2_decode", dl_hessian2_decode },
   { "hessian2_encode", dl_hessian2_encode },
   { NULL, NULL },

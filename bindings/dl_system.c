@@ -1,9 +1,27 @@
 /*
  * dl_system.c: what the runtime asks of the machine: the wall clock in
  * milliseconds (Dubbo's timestamps) and the network interfaces (the address
- * a provider advertises by default).
+ * a provider advertises by default), and giving freed heap memory back.
  */
+#if defined(__GLIBC__) || defined(__linux__)
+#include <malloc.h>
+#endif
+
 #include "dl.h"
+
+/* core.trim_memory() -> true if memory went back to the system. After a
+ * bulk load (thousands of ZooKeeper replies read and freed) the C heap
+ * keeps the freed pages; malloc_trim returns them, so RSS shows what is
+ * live. Costs a walk of the free lists: call it after bursts, not per
+ * event. [-0, +1] */
+int dl_trim_memory(lua_State *L) {
+#ifdef __GLIBC__
+  lua_pushboolean(L, malloc_trim(0));
+#else
+  lua_pushboolean(L, 0);
+#endif
+  return 1;
+}
 
 /* core.time_ms() -> milliseconds since the epoch (wall clock). [-0, +1] */
 int dl_time_ms(lua_State *L) {

@@ -1,7 +1,8 @@
 /*
  * disco.zk_cache: zk:children_cache(path, opts) -> cache | nil, err, ename
  *   opts: nil | { on_change = function(cache, diff), max_data = bytes,
- *                 name = string }
+ *                 name = string, keep_data = bool (default true; false:
+ *                 data only in the diff that reports it) }
  *   diff = { added = {...}, updated = {...}, removed = {...} }, each entry
  *     { name =, data = string | nil, stat = {...as zk:get...},
  *       too_large = bool }
@@ -83,6 +84,7 @@ int dl_zk_children_cache(lua_State *L) {
   const char *path = luaL_checkstring(L, 2);
   const char *name = "cache";
   lua_Number max_data = 0;
+  int keep_data = 1;
   int cb_idx = 0;
   dl_handle_t *zh = dl_check_handle(L, 1, DL_ZK_MT, 1);
   disco_zk_cache_t *cache;
@@ -106,6 +108,11 @@ int dl_zk_children_cache(lua_State *L) {
       max_data = lua_tonumber(L, -1);
     }
     lua_pop(L, 1);
+    lua_getfield(L, 3, "keep_data");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+      return luaL_argerror(L, 3, "keep_data must be a boolean");
+    keep_data = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, 3, "name");
     if (!lua_isnil(L, -1)) {
       if (lua_type(L, -1) != LUA_TSTRING)
@@ -120,6 +127,7 @@ int dl_zk_children_cache(lua_State *L) {
     dl_unref(L, &h->owner_ref);
     return dl_push_error(L, err);
   }
+  disco_zk_cache_set_keep_data(cache, keep_data);
   h->core = cache;
   h->close_core = dl_cache_close_core;
   h->set_ref_core = dl_cache_set_ref_core;

@@ -631,6 +631,12 @@ int disco_zk_cache_loaded(const disco_zk_cache_t *cache);
 size_t disco_zk_cache_count(const disco_zk_cache_t *cache);
 int disco_zk_cache_child(const disco_zk_cache_t *cache, size_t index,
                          disco_zk_child_t *out);
+/* Whether a child's data is kept once reported (default 1). With 0 each
+ * child's data is delivered once, in the diff that reports it, then freed:
+ * disco_zk_cache_child() and removed children carry data NULL (as a null
+ * value). For a consumer that keeps its own parsed copy. Set it right
+ * after disco_zk_cache_new(): once data is held it is ignored. */
+void disco_zk_cache_set_keep_data(disco_zk_cache_t *cache, int keep);
 void disco_zk_cache_stats(const disco_zk_cache_t *cache,
                           disco_zk_cache_stats_t *stats);
 const char *disco_zk_cache_path(const disco_zk_cache_t *cache);

@@ -5,6 +5,7 @@
 #ifndef DISCO_INTERNAL_H
 #define DISCO_INTERNAL_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 #include "disco.h"
@@ -128,5 +129,23 @@ void disco__log_init(disco_loop_t *loop);
  * not run the sink synchronously. */
 void disco__log_post(disco_loop_t *loop, disco_log_level_t level,
                      const char *component, const char *msg);
+
+/* ------------------------------------------------------------------ pool */
+
+/* Fixed-size long-lived records from chunks of their own (core/pool.c):
+ * `static disco_pool_t pool = DISCO_POOL_INIT(sizeof(record));`. Any
+ * thread. Records come zeroed; chunks are never freed. */
+typedef struct {
+  size_t size;
+  void *free_list;
+  void *chunks;
+  pthread_mutex_t mutex;
+} disco_pool_t;
+
+#define DISCO_POOL_INIT(record_size)                                           \
+  { (record_size), NULL, NULL, PTHREAD_MUTEX_INITIALIZER }
+
+void *disco_pool_alloc(disco_pool_t *pool);
+void disco_pool_free(disco_pool_t *pool, void *record);
 
 #endif /* DISCO_INTERNAL_H */

@@ -52,11 +52,33 @@ typedef struct {
   struct disco__list link; /* in cache->reqs while attached */
   disco_zk_cache_t *cache;
   uint64_t generation;
-  int kept;  /* the get succeeded, so ZooKeeper keeps its watch */
-  int refs;  /* result, plus the watch if any */
-  int watch; /* a watch was requested */
+  int kept;   /* the get succeeded, so ZooKeeper keeps its watch */
+  int refs;   /* result, plus the watch if any */
+  int watch;  /* a watch was requested */
+  int pooled; /* from disco__cache_req_pool (a short name) */
   char name[1];
 } disco__cache_req_t;
+
+/* A request with a watch lives as long as the watch, beside request
+ * buffers freed at once: pooled (names up to 31 bytes, as an IPv4
+ * "host:port"), it leaves no holes in the C heap after a burst of reads
+ * (core/pool.c). */
+enum { DISCO__CACHE_POOLED_NAME = 31 };
+static disco_pool_t disco__cache_req_pool =
+    DISCO_POOL_INIT(sizeof(disco__cache_req_t) + DISCO__CACHE_POOLED_NAME);
+
+/* Without keep_data, the data of a round's children is written into
+ * blocks freed whole once reported: freed one by one, hundreds of
+ * thousands of small copies would leave holes between the entries the
+ * cache keeps, which the C heap can never give back. */
+struct disco__cache_block {
+  struct disco__cache_block *next;
+  size_t used;
+  size_t cap;
+  char data[];
+};
+
+enum { DISCO__CACHE_BLOCK_SIZE = 32 * 1024 };
 
 struct disco_zk_cache_s {
   disco__zk_listener_t listener;
@@ -64,6 +86,8 @@ struct disco_zk_cache_s {
   disco_zk_t *zk;
   char *path;
   size_t max_data;
+  int keep_data; /* keep each child's data after reporting it */
+  struct disco__cache_block *blocks; /* !keep_data: the unreported data */
   disco_zk_cache_cb on_change;
   disco_handle_close_cb close_cb;
   void *data;
@@ -96,9 +120,101 @@ static void disco__cache_round_end(disco_zk_cache_t *c);
 
 /* ------------------------------------------------------------ entries */
 
-static void disco__cache_entry_free(disco__cache_entry_t *e) {
-  free(e->name);
-  free(e->value);
+/* Child names live as long as their entries but are allocated while
+ * the reads of other children are in flight: pooled (up to 31 bytes), they
+ * do not split the memory those reads free into unreturnable pieces. */
+enum { DISCO__CACHE_POOLED_CHILD = 32 };
+static disco_pool_t disco__cache_name_pool =
+    DISCO_POOL_INIT(DISCO__CACHE_POOLED_CHILD);
+
+static char *disco__cache_name_dup(const char *name) {
+  size_t len;
+  char *copy;
+
+  len = strlen(name);
+  if (len >= DISCO__CACHE_POOLED_CHILD)
+    return strdup(name);
+  copy = disco_pool_alloc(&disco__cache_name_pool);
+  if (copy != NULL)
+    memcpy(copy, name, len + 1);
+  return copy;
+}
+
+static void disco__cache_name_free(char *name) {
+  if (name == NULL)
+    return;
+  if (strlen(name) >= DISCO__CACHE_POOLED_CHILD)
+    free(name);
+  else
+    disco_pool_free(&disco__cache_name_pool, name);
+}
+
+/* Room for `len` bytes of child data (NULL on memory exhaustion). */
+static char *disco__cache_value_alloc(disco_zk_cache_t *c, size_t len) {
+  struct disco__cache_block *b;
+  size_t cap;
+  char *p;
+
+  if (len == 0)
+    len = 1;
+  if (c->keep_data)
+    return malloc(len);
+  len = (len + 7) & ~(size_t)7;
+  b = c->blocks;
+  if (b == NULL || b->cap - b->used < len) {
+    cap = len > DISCO__CACHE_BLOCK_SIZE ? len : DISCO__CACHE_BLOCK_SIZE;
+    b = malloc(sizeof(*b) + cap);
+    if (b == NULL)
+      return NULL;
+    b->used = 0;
+    b->cap = cap;
+    b->next = c->blocks;
+    c->blocks = b;
+  }
+  p = b->data + b->used;
+  b->used += len;
+  return p;
+}
+
+static void disco__cache_value_free(disco_zk_cache_t *c, char *value) {
+  if (c->keep_data)
+    free(value);
+}
+
+static void disco__cache_blocks_free(disco_zk_cache_t *c) {
+  struct disco__cache_block *b;
+
+  while ((b = c->blocks) != NULL) {
+    c->blocks = b->next;
+    free(b);
+  }
+}
+
+static void disco__cache_entry_free(disco_zk_cache_t *c,
+                                    disco__cache_entry_t *e) {
+  disco__cache_name_free(e->name);
+  disco__cache_value_free(c, e->value);
+}
+
+/* Without keep_data: forgets the data of every reported child, and frees
+ * the blocks once no child's data is waiting to be reported. */
+static void disco__cache_drop_data(disco_zk_cache_t *c) {
+  size_t i;
+  int waiting;
+
+  if (c->keep_data)
+    return;
+  waiting = 0;
+  for (i = 0; i < c->count; i++) {
+    if (c->entries[i].reported) {
+      c->entries[i].value = NULL;
+      c->entries[i].len = 0;
+    } else if (c->entries[i].value != NULL) {
+      waiting = 1;
+    }
+  }
+  if (!waiting && c->num_removed == 0)
+    disco__cache_blocks_free(c);
 }
 
 /* The index of `name`, or where it would go (with *found = 0). */
@@ -168,7 +284,7 @@ static void disco__cache_remove_at(disco_zk_cache_t *c, size_t i) {
           (c->count - i - 1) * sizeof(*c->entries));
   c->count--;
   if (!e.reported) {
-    disco__cache_entry_free(&e);
+    disco__cache_entry_free(c, &e);
     return;
   }
   if (c->num_removed == c->cap_removed) {
@@ -176,7 +292,7 @@ static void disco__cache_remove_at(disco_zk_cache_t *c, size_t i) {
     grown = realloc(c->removed, cap * sizeof(*grown));
     if (grown == NULL) {
       /* Cannot report it: drop it; the snapshot is right anyway. */
-      disco__cache_entry_free(&e);
+      disco__cache_entry_free(c, &e);
       return;
     }
     c->removed = grown;
@@ -214,13 +330,13 @@ static int disco__cache_present(disco_zk_cache_t *c, const char *name) {
     }
   }
   if (e.name == NULL) {
-    e.name = strdup(name);
+    e.name = disco__cache_name_dup(name);
     if (e.name == NULL)
       return DISCO_ENOMEM;
   }
   e.dirty = 1;
   if (disco__cache_insert(c, at, &e) != 0) {
-    disco__cache_entry_free(&e);
+    disco__cache_entry_free(c, &e);
     return DISCO_ENOMEM;
   }
   return 0;
@@ -241,9 +357,10 @@ static void disco__cache_finish(disco_zk_cache_t *c) {
   if (c->close_cb != NULL)
     c->close_cb(c, c->data);
   for (i = 0; i < c->count; i++)
-    disco__cache_entry_free(&c->entries[i]);
+    disco__cache_entry_free(c, &c->entries[i]);
   for (i = 0; i < c->num_removed; i++)
-    disco__cache_entry_free(&c->removed[i]);
+    disco__cache_entry_free(c, &c->removed[i]);
+  disco__cache_blocks_free(c);
   free(c->entries);
   free(c->removed);
   free(c->path);
@@ -273,9 +390,16 @@ static disco__cache_req_t *disco__cache_req_new(disco_zk_cache_t *c,
   size_t len;
 
   len = name != NULL ? strlen(name) : 0;
-  req = calloc(1, sizeof(*req) + len);
-  if (req == NULL)
-    return NULL;
+  if (len <= DISCO__CACHE_POOLED_NAME) {
+    req = disco_pool_alloc(&disco__cache_req_pool);
+    if (req == NULL)
+      return NULL;
+    req->pooled = 1;
+  } else {
+    req = calloc(1, sizeof(*req) + len);
+    if (req == NULL)
+      return NULL;
+  }
   req->cache = c;
   disco__list_insert_tail(&c->reqs, &req->link);
   req->generation = disco_zk_generation(c->zk);
@@ -286,18 +410,25 @@ static disco__cache_req_t *disco__cache_req_new(disco_zk_cache_t *c,
   return req;
 }
 
+static void disco__cache_req_free(disco__cache_req_t *req) {
+  if (req->pooled)
+    disco_pool_free(&disco__cache_req_pool, req);
+  else
+    free(req);
+}
+
 /* Drops one of the request's references (its result's or its watch's). */
 static void disco__cache_req_release(disco__cache_req_t *req) {
   if (--req->refs > 0)
     return;
   disco__list_remove(&req->link);
-  free(req);
+  disco__cache_req_free(req);
 }
 
 /* A request that was never sent. */
 static void disco__cache_req_drop(disco__cache_req_t *req) {
   disco__list_remove(&req->link);
-  free(req);
+  disco__cache_req_free(req);
 }
 
 /* The end of a result callback: the cache's reference goes. */
@@ -389,7 +520,7 @@ static void disco__cache_get_cb(disco_zk_t *zk, const disco_zk_result_t *r,
       too_large = c->max_data > 0 && (size_t)r->stat.data_length > c->max_data;
       value = NULL;
       if (!too_large && r->data != NULL) {
-        value = malloc(r->data_len > 0 ? r->data_len : 1);
+        value = disco__cache_value_alloc(c, r->data_len);
         if (value == NULL) {
           e->dirty = 1;
           disco__cache_fail(c, DISCO_ENOMEM, "get");
@@ -405,7 +536,7 @@ static void disco__cache_get_cb(disco_zk_t *zk, const disco_zk_result_t *r,
         if (e->change == DISCO__CHANGE_NONE)
           e->change = e->reported ? DISCO__CHANGE_UPDATED : DISCO__CHANGE_ADDED;
       }
-      free(e->value);
+      disco__cache_value_free(c, e->value);
       e->value = value;
       e->len = value != NULL ? r->data_len : 0;
       e->too_large = too_large;
@@ -604,6 +735,7 @@ static void disco__cache_emit(disco_zk_cache_t *c) {
     free(added);
     free(updated);
     free(removed);
+    disco__cache_drop_data(c); /* re-read, unchanged */
     return;
   }
   c->loaded = 1;
@@ -618,9 +750,11 @@ static void disco__cache_emit(disco_zk_cache_t *c) {
   free(added);
   free(updated);
   for (i = 0; i < c->num_removed; i++)
-    disco__cache_entry_free(&c->removed[i]);
+    disco__cache_entry_free(c, &c->removed[i]);
   c->num_removed = 0;
   free(removed);
+  /* The consumer holds what it needs of the data now. */
+  disco__cache_drop_data(c);
 }
 
 static void disco__cache_round_end(disco_zk_cache_t *c) {
@@ -745,6 +879,7 @@ int disco_zk_cache_new(disco_zk_t *zk, const char *path, size_t max_data,
   }
   c->zk = zk;
   c->max_data = max_data;
+  c->keep_data = 1;
   c->on_change = on_change;
   c->close_cb = close_cb;
   c->data = data;
@@ -781,6 +916,18 @@ int disco_zk_cache_child(const disco_zk_cache_t *c, size_t index,
     return DISCO_ENOENT;
   disco__cache_fill(out, &c->entries[index]);
   return 0;
+}
+
+void disco_zk_cache_set_keep_data(disco_zk_cache_t *c, int keep) {
+  size_t i;
+
+  /* Data already held stays where it was allocated: no switch then. */
+  for (i = 0; i < c->count; i++) {
+    if (c->entries[i].value != NULL)
+      return;
+  }
+  if (c->num_removed == 0)
+    c->keep_data = keep != 0;
 }
 
 void disco_zk_cache_stats(const disco_zk_cache_t *c,

@@ -79,6 +79,11 @@ struct disco__zk_req_s {
   char *created_path;
 };
 
+/* Watches outlive the request buffers allocated with them: pooled, they
+ * leave no holes in the C heap after a burst of reads (core/pool.c). */
+static disco_pool_t disco__zk_watch_pool =
+    DISCO_POOL_INIT(sizeof(disco__zk_watch_t));
+
 /* -------------------------------------------------- ZooKeeper's threads */
 
 /* Hands the request to the loop; afterwards it belongs to the loop. */
@@ -235,7 +240,7 @@ static void disco__zk_watch_end(disco__zk_watch_t *watch, int status) {
   }
   watch->cb(watch->zk, &event, watch->data);
   free(watch->path);
-  free(watch);
+  disco_pool_free(&disco__zk_watch_pool, watch);
 }
 
 static void disco__zk_watch_item_cb(disco_qitem_t *qitem, int status) {
@@ -573,7 +578,7 @@ static int disco__zk_submit(disco_zk_t *zk, disco_zk_op_t op, const char *path,
     req->value_len = (int)len;
   }
   if (watch_cb != NULL) {
-    watch = calloc(1, sizeof(*watch));
+    watch = disco_pool_alloc(&disco__zk_watch_pool);
     if (watch == NULL)
       goto nomem;
     watch->item.cb = disco__zk_watch_item_cb;
@@ -587,7 +592,7 @@ static int disco__zk_submit(disco_zk_t *zk, disco_zk_op_t op, const char *path,
   }
   err = disco__zk_req_send(req);
   if (err != 0) {
-    free(req->watch);
+    disco_pool_free(&disco__zk_watch_pool, req->watch);
     req->watch = NULL;
     disco__zk_req_free(req);
     return err;
@@ -598,7 +603,7 @@ static int disco__zk_submit(disco_zk_t *zk, disco_zk_op_t op, const char *path,
   return 0;
 
 nomem:
-  free(req->watch);
+  disco_pool_free(&disco__zk_watch_pool, req->watch);
   req->watch = NULL;
   disco__zk_req_free(req);
   return DISCO_ENOMEM;

@@ -166,6 +166,7 @@ char *ctest_capture_end(ctest_capture_t *capture);
   X(queue_probe)                                                               \
   X(queue_probe_loop_close)                                                    \
   X(queue_probe_invalid)                                                       \
+  X(pool_records)                                                              \
   X(zk_error_translation)                                                      \
   X(zk_options_invalid)                                                        \
   X(zk_close_before_connect)                                                   \

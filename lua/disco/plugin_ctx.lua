@@ -171,6 +171,14 @@ function ctx_mt:_keep_adopted()
     self._adopted = {}
 end
 
+--- After a bulk load (thousands of registry entries read at once): asks
+-- the host for one full garbage collection and a trim of the C heap once
+-- such loads have been quiet a moment (`disco.memory`).
+function ctx_mt:settle_memory()
+    check_open(self)
+    require("disco.memory").settle(self._loop)
+end
+
 --- Loop time in milliseconds.
 function ctx_mt:now()
     return self._loop:now()

@@ -27,6 +27,11 @@ local M = {
 local CAS_MAX_TRIES = 10
 local CAS_MAX_WAIT_MS = 100
 
+-- A diff this large is a bulk load: the host is asked to give the garbage
+-- of parsing back once loads go quiet (one full collection per burst; a
+-- small diff is not worth a walk of a large heap).
+local BULK_ENTRIES = 100
+
 local ctx, session, root
 -- What a reload hands over: this session's registrations (address ->
 -- ephemeral node), and the live watches (records shared with the caller's
@@ -163,6 +168,18 @@ M.unregister = checked(function(instance, cb)
     end)
 end, later)
 
+-- An instance's identity (created, modified, owner) held in three array
+-- slots and read by name: half the memory of a table with three named
+-- fields, and a consumer holds one per instance. Read-only.
+local IDENTITY_SLOTS = { created = 1, modified = 2, owner = 3 }
+local IDENTITY_MT = {
+    __index = function(t, k)
+        local slot = IDENTITY_SLOTS[k]
+        return slot and rawget(t, slot)
+    end,
+    __newindex = function() error("an instance's identity is read-only", 2) end,
+}
+
 -- Where `id` is (or would go) in the list sorted by id: index, found.
 local function locate(sorted, id)
     local lo, hi = 1, #sorted
@@ -202,8 +219,9 @@ local function apply(w, diff, first)
             return
         end
         w.warned[entry.name] = nil
-        instance.identity = { created = entry.stat.czxid, modified = entry.stat.mzxid,
-                              owner = entry.stat.ephemeral_owner }
+        local stat = entry.stat
+        instance.identity = setmetatable({ stat.czxid, stat.mzxid, stat.ephemeral_owner },
+                                         IDENTITY_MT)
         local old = w.instances[entry.name]
         w.instances[entry.name] = instance
         if not old then
@@ -268,11 +286,17 @@ local function open_cache(w)
     local first = w.first
     w.cache = assert(session:children_cache(w.path, {
         max_data = zk_instance.MAX_BYTES,
+        -- Each child's data arrives once, is parsed here, and the parsed
+        -- instance is what is kept: the cache keeps no second copy.
+        keep_data = false,
         on_change = function(_, diff)
             if w.cancelled or my_epoch ~= w.epoch then
                 return
             end
             apply(w, diff, first)
+            if #diff.added + #diff.updated >= BULK_ENTRIES then
+                ctx:settle_memory()
+            end
             first = false
             w.first = false
         end,

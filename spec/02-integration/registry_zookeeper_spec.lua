@@ -106,6 +106,55 @@ describe("registry/zookeeper #zookeeper", function()
         session:close()
     end)
 
+    it("holds each instance once, parsed: no copy of the node data, a compact identity", function()
+        local memory = require "disco.memory"
+        local consumer, c_reg = runtime()
+        local session = raw(consumer)
+        -- 100 instances: a bulk load, for which the registry asks the
+        -- host to settle memory afterwards.
+        for port = 20880, 20979 do
+            assert.is_nil(call({ consumer }, session.create, session, root .. "/shop/127.0.0.1:" .. port,
+                               zk_instance.encode(instance(port)), { parents = true }))
+        end
+        local settles = memory.settles
+        local last
+        c_reg.watch_instances("shop", function(diff, list) last = { diff = diff, list = list } end)
+        assert.is_true(run_all({ consumer }, function() return last and #last.list == 100 end))
+        local got = last.list[1]
+        -- The identity reads by name, matches the znode, and is read-only.
+        local err, result = call({ consumer }, session.get, session, root .. "/shop/127.0.0.1:20880", nil)
+        assert.is_nil(err)
+        assert.equals(result.stat.czxid, got.identity.created)
+        assert.equals(result.stat.mzxid, got.identity.modified)
+        assert.equals(result.stat.ephemeral_owner, got.identity.owner)
+        assert.is_nil(got.identity.other)
+        assert.has_error(function() got.identity.created = 1 end)
+        -- The children cache under the watch keeps names and stats only:
+        -- the parsed instances are the one copy (reached through the
+        -- plugin's reload hand-over, which this runtime then closes).
+        local watches = 0
+        for w in pairs(c_reg.save().watches) do
+            watches = watches + 1
+            local snap = w.cache:snapshot()
+            assert.is_table(snap["127.0.0.1:20880"])
+            assert.is_nil(snap["127.0.0.1:20880"].data)
+            assert.is_nil(snap["127.0.0.1:20881"].data)
+        end
+        assert.equals(1, watches)
+        -- The bulk load asked for a settle (full GC, C heap trim).
+        assert.is_true(run_all({ consumer }, function() return memory.settles > settles end, 5000))
+        -- A change still arrives with the new data, though the cache kept none.
+        local updated = instance(20880, "r2")
+        assert.is_nil(call({ consumer }, session.set, session, root .. "/shop/127.0.0.1:20880",
+                           zk_instance.encode(updated), -1))
+        assert.is_true(run_all({ consumer }, function()
+            return #last.diff.updated == 1 and last.list[1].metadata["dubbo.metadata.revision"] == "r2"
+        end))
+        assert.is_true(last.list[1].identity.modified > got.identity.modified)
+        assert.equals(got.identity.created, last.list[1].identity.created)
+        session:close()
+    end)
+
     it("skips malformed, empty, binary and oversized children with warnings, keeping their siblings", function()
         local consumer, c_reg = runtime()
         local session = raw(consumer)

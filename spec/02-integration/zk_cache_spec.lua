@@ -111,6 +111,48 @@ describe("zk:children_cache #zookeeper #integration", function()
         assert.has_error(function() cache:snapshot() end)
     end)
 
+    it("with keep_data = false delivers each child's data once and keeps none", function()
+        local zk = connect()
+        local writer = connect()
+        local base = unique("nodata")
+        assert.is_nil(call(writer, "create", base .. "/a", "A", { parents = true }))
+        assert.is_nil(call(writer, "create", base .. "/b", "B", nil))
+        assert.has_error(function() zk:children_cache(base, { keep_data = "no" }) end)
+        local cache, diffs = cache_of(zk, base, { keep_data = false })
+        wait_diffs(diffs, 1)
+        assert.equal("A", diffs[1].added.a.data)
+        assert.equal("B", diffs[1].added.b.data)
+        -- Reported: the cache holds names and stats only.
+        local snap = cache:snapshot()
+        assert.same({ "a", "b" }, names(snap))
+        assert.is_nil(snap.a.data)
+        assert.equal(diffs[1].added.a.stat.mzxid, snap.a.stat.mzxid)
+
+        -- A change is still detected (by mzxid) and comes with its data.
+        assert.is_nil(call(writer, "set", base .. "/a", "A2", -1))
+        wait_diffs(diffs, 2)
+        assert.same({ "a" }, names(diffs[2].updated))
+        assert.equal("A2", diffs[2].updated.a.data)
+        assert.is_nil(cache:snapshot().a.data)
+
+        -- A removal is reported, without data.
+        assert.is_nil(call(writer, "delete", base .. "/b", -1))
+        wait_diffs(diffs, 3)
+        assert.same({ "b" }, names(diffs[3].removed))
+        assert.is_nil(diffs[3].removed.b.data)
+        assert.same({ "a" }, names(cache:snapshot()))
+
+        -- Names past the pooled length (an IPv6 address) come and go too.
+        local long = "[fe80:0000:0000:0000:0202:b3ff:fe1e:8329]:20880"
+        assert.is_nil(call(writer, "create", base .. "/" .. long, "L", nil))
+        wait_diffs(diffs, 4)
+        assert.equal("L", diffs[4].added[long].data)
+        assert.is_nil(call(writer, "delete", base .. "/" .. long, -1))
+        wait_diffs(diffs, 5)
+        assert.same({ long }, names(diffs[5].removed))
+        cache:close()
+    end)
+
     it("reports an empty parent and a missing one as loaded and empty", function()
         local zk = connect()
         local writer = connect()

@@ -108,19 +108,26 @@ function _M.decode(data, node_name)
     if type(payload) ~= "table" then
         return nil, "no payload object"
     end
-    local metadata = {}
-    if not is_null(payload.metadata) then
-        if type(payload.metadata) ~= "table" then
-            return nil, "payload metadata is not an object"
-        end
-        for k, v in pairs(payload.metadata) do
+    -- The decoded object itself becomes the instance's metadata (no copy:
+    -- at 100,000 instances a second table each is megabytes of garbage).
+    local metadata = payload.metadata
+    if is_null(metadata) then
+        metadata = {}
+    elseif type(metadata) ~= "table" then
+        return nil, "payload metadata is not an object"
+    else
+        for k, v in pairs(metadata) do
             local t = type(v)
-            -- Jackson reads scalars into Map<String,String> as their text.
-            if t == "string" then
-                metadata[k] = v
+            -- Jackson reads scalars into Map<String,String> as their text;
+            -- a null is no entry. (Changing or clearing the field being
+            -- visited is allowed during a traversal.)
+            if type(k) ~= "string" then
+                return nil, "metadata key " .. tostring(k) .. " is not a string"
             elseif t == "number" or t == "boolean" then
                 metadata[k] = tostring(v)
-            elseif not is_null(v) then
+            elseif is_null(v) then
+                metadata[k] = nil
+            elseif t ~= "string" then
                 return nil, "metadata value of '" .. tostring(k) .. "' is not a string"
             end
         end

@@ -1,0 +1,52 @@
+-- disco.memory: one settle (full collection and C heap trim) per burst of
+-- bulk loads, with the collector's pause lowered only while the burst lasts.
+local core = require "disco.core"
+local memory = require "disco.memory"
+
+describe("disco.memory", function()
+    local loop, saved_quiet
+
+    before_each(function()
+        loop = assert(core.new_loop())
+        saved_quiet = memory.QUIET_MS
+        memory.QUIET_MS = 30
+    end)
+
+    after_each(function()
+        memory.QUIET_MS = saved_quiet
+        if not loop:is_closed() then
+            assert.is_true(loop:close())
+        end
+    end)
+
+    -- Runs the loop until pred() or `ms` pass (bounded).
+    local function run_until(pred, ms)
+        local deadline = core.hrtime() + ms
+        local keep = assert(loop:timer("spec tick"))
+        keep:start(5, 5, function() end)
+        while not pred() and core.hrtime() < deadline do
+            loop:run_once()
+        end
+        keep:close()
+        return pred()
+    end
+
+    it("settles once per burst, after the burst goes quiet", function()
+        local pause = collectgarbage("setpause", 150)
+        local before = memory.settles
+        for _ = 1, 5 do
+            memory.settle(loop)
+        end
+        -- During the burst the collector runs with the bulk pause.
+        assert.equal(memory.BULK_PAUSE, collectgarbage("setpause", memory.BULK_PAUSE))
+        assert.is_true(run_until(function() return memory.settles > before end, 2000))
+        assert.equal(before + 1, memory.settles)
+        -- Afterwards the pause it had is back, and nothing else is pending.
+        assert.equal(150, collectgarbage("setpause", pause))
+        assert.is_false(run_until(function() return memory.settles > before + 1 end, 100))
+    end)
+
+    it("trims the C heap through core.trim_memory", function()
+        assert.is_boolean(core.trim_memory())
+    end)
+end)
