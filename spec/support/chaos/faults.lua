@@ -1,0 +1,232 @@
+--- The faults of the chaos suite. Each kind injects one fault into a
+-- spec/support/chaos/cluster, holds it for a random (bounded) time, heals
+-- it, and tells the checker what it did: provider liveness transitions
+-- (`set_live`) and windows in which the consumer was cut off (`cut_off`).
+-- Every choice comes from the suite's seeded generator, so a seed replays
+-- the same faults (their timing still depends on the machine).
+local helpers = require "spec.helpers"
+local process = require "disco.testing.process"
+
+local _M = {}
+
+local now = helpers.core.hrtime
+
+--- A seeded generator (Park-Miller, exact in doubles): `rng:int(a, b)`,
+-- `rng:pick(list)`.
+function _M.rng(seed)
+    local state = seed % 2147483646 + 1
+    local r = {}
+    function r.int(_, a, b)
+        state = state * 48271 % 2147483647
+        return a + state % (b - a + 1)
+    end
+    function r:pick(list)
+        return list[self:int(1, #list)]
+    end
+    return r
+end
+
+local function sleep_until(t)
+    local left = t - now()
+    if left > 0 then
+        process.sleep(left)
+    end
+end
+
+local function hex_to_bytes(hex)
+    return (hex:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- Waits until the ensemble has one leader again; the fault's heal is then.
+local function await_quorum(c)
+    c.ensemble:wait_for_leader(60000)
+end
+
+-- Fault kinds: fn(c, rng, chk, rec) fills rec.target/rec.detail and returns
+-- once healed. `c.bound_ms` is the checker's bound.
+local kinds = {}
+
+kinds.leader_pause = function(c, rng, chk, rec)
+    local leader = c.ensemble:leader() or c.ensemble:wait_for_leader(30000)
+    local hold = rng:int(1500, 5000)
+    rec.target, rec.detail = "server " .. leader.myid, hold .. " ms"
+    local t0 = now()
+    leader:pause()
+    sleep_until(t0 + hold)
+    leader:resume()
+    await_quorum(c)
+    chk:cut_off(t0, now())
+end
+
+kinds.consumer_server_pause = function(c, rng, chk, rec)
+    local route = c.consumer_proxy:active_route() or rng:int(1, #c.ensemble.members)
+    local server = c.ensemble.members[route]
+    local hold = rng:int(1500, 5000)
+    rec.target, rec.detail = "server " .. server.myid, hold .. " ms"
+    local t0 = now()
+    server:pause()
+    sleep_until(t0 + hold)
+    server:resume()
+    await_quorum(c)
+    chk:cut_off(t0, now())
+end
+
+kinds.server_kill = function(c, rng, chk, rec)
+    local server = rng:pick(c.ensemble.members)
+    local hold = rng:int(500, 3000)
+    rec.target, rec.detail = "server " .. server.myid, "down " .. hold .. " ms"
+    local t0 = now()
+    server:kill()
+    sleep_until(t0 + hold)
+    server:start(60000)
+    await_quorum(c)
+    chk:cut_off(t0, now())
+end
+
+kinds.provider_pause = function(c, rng, chk, rec)
+    local p = rng:pick(c.providers)
+    local hold = rng:int(1000, c.bound_ms)
+    rec.target, rec.detail = p.name, hold .. " ms"
+    process.signal(p.proc.pid, "STOP")
+    local t0 = now()
+    chk:set_live(p.port, false, t0)
+    sleep_until(t0 + hold)
+    process.signal(p.proc.pid, "CONT")
+    chk:set_live(p.port, true, now())
+end
+
+kinds.provider_kill = function(c, rng, chk, rec)
+    local p = rng:pick(c.providers)
+    rec.target = p.name
+    process.signal(p.proc.pid, "KILL")
+    local t0 = now()
+    chk:set_live(p.port, false, t0)
+    process.wait_dead(p.proc.pid, 5000, p.proc.start_time)
+    -- Down until the consumer dropped it (or past the bound: then the
+    -- checker reports it), so that every kill exercises the removal.
+    local deadline = t0 + c.bound_ms + 1000
+    while now() < deadline and c:consumer_ports()[p.port] do
+        process.sleep(50)
+    end
+    rec.detail = string.format("down %.0f ms", now() - t0)
+    c:start_provider(p)
+    chk:set_live(p.port, true, now())
+    c:await_registered(p)
+end
+
+kinds.consumer_session_expiry = function(c, _, chk, rec)
+    c:poll()
+    local s = c.sessions[#c.sessions]
+    rec.target = "consumer"
+    if not s then
+        rec.detail = "skipped: no session known"
+        return
+    end
+    rec.detail = "session " .. s.id
+    local t0 = now()
+    local closed = false
+    local intruder = assert(c.loop:zk({
+        hosts = c.ensemble.connect_string,
+        session = { id = s.id, passwd = hex_to_bytes(s.passwd) },
+        on_state = function(z, state)
+            if state == "connected" then
+                z:close()
+            elseif state == "closed" or state == "expired" then
+                closed = true
+            end
+        end,
+    }))
+    helpers.run_until(c.loop, function() return closed end, 15000)
+    if not intruder:is_closed() then
+        intruder:close()
+    end
+    -- The consumer must come back on a new session (it prints each one).
+    local deadline = now() + c.bound_ms
+    while now() < deadline do
+        c:poll()
+        if c.sessions[#c.sessions].id ~= s.id then
+            break
+        end
+        process.sleep(50)
+    end
+    local latest = c.sessions[#c.sessions].id
+    if latest == s.id then
+        rec.problem = "the consumer kept its expired session " .. s.id .. " for " .. c.bound_ms .. " ms"
+    else
+        rec.detail = rec.detail .. string.format(" -> %s after %.0f ms", latest, now() - t0)
+    end
+    chk:cut_off(t0, now())
+end
+
+-- A client and its proxy: the consumer's, or a random provider's.
+local function pick_client(c, rng)
+    if rng:int(1, 2) == 1 then
+        return c.consumer_proxy, "consumer"
+    end
+    local p = rng:pick(c.providers)
+    return p.proxy, p.name
+end
+
+-- "" (every route) or " INDEX" (one route, 0-based).
+local function pick_routes(c, rng)
+    if rng:int(1, 3) == 1 then
+        return " " .. (rng:int(1, #c.ensemble.members) - 1)
+    end
+    return ""
+end
+
+kinds.proxy_delay = function(c, rng, chk, rec)
+    local px, who = pick_client(c, rng)
+    local ms, hold, routes = rng:int(50, 1500), rng:int(2000, 5000), pick_routes(c, rng)
+    rec.target = who
+    rec.detail = string.format("delay %d ms for %d ms on %s", ms, hold,
+                               routes == "" and "all routes" or "route" .. routes)
+    local t0 = now()
+    px:must("delay " .. ms .. routes)
+    sleep_until(t0 + hold)
+    px:must("pass")
+    if who == "consumer" then
+        chk:cut_off(t0, now())
+    end
+end
+
+kinds.proxy_blackhole = function(c, rng, chk, rec)
+    local px, who = pick_client(c, rng)
+    local hold, routes = rng:int(1000, 2 * c.session_ms), pick_routes(c, rng)
+    rec.target = who
+    rec.detail = string.format("blackhole %d ms on %s", hold,
+                               routes == "" and "all routes" or "route" .. routes)
+    local t0 = now()
+    px:must("blackhole" .. routes)
+    sleep_until(t0 + hold)
+    px:must("pass")
+    if who == "consumer" then
+        chk:cut_off(t0, now())
+    end
+end
+
+kinds.proxy_reset = function(c, rng, chk, rec)
+    local px, who = pick_client(c, rng)
+    rec.target, rec.detail = who, "reset every connection"
+    local t0 = now()
+    px:must("reset")
+    if who == "consumer" then
+        chk:cut_off(t0, now())
+    end
+end
+
+--- The fault kinds, in a fixed order (the generator indexes it).
+_M.KINDS = { "leader_pause", "consumer_server_pause", "server_kill", "provider_pause",
+             "provider_kill", "consumer_session_expiry", "proxy_delay", "proxy_blackhole",
+             "proxy_reset" }
+
+--- Injects and heals one fault of `kind`; returns its record
+-- `{ kind =, target =, detail =, t_inject =, t_heal = }`.
+function _M.run(kind, c, rng, chk)
+    local rec = { kind = kind, t_inject = now() }
+    kinds[kind](c, rng, chk, rec)
+    rec.t_heal = now()
+    return rec
+end
+
+return _M
