@@ -9,8 +9,9 @@
 --
 -- CHAOS_ROUNDS (default 4: the short run of `make test`), CHAOS_MINUTES
 -- (a bound on the whole run, default 30), CHAOS_SEED (default: from the
--- clock; printed, so any run can be replayed), CHAOS_REPORT (a file that
--- receives the summary too). `make chaos` runs the long version.
+-- clock; printed, so any run can be replayed), CHAOS_KINDS (only these
+-- fault kinds, comma-separated), CHAOS_REPORT (a file that receives the
+-- summary too). `make chaos` runs the long version.
 local helpers = require "spec.helpers"
 local process = require "disco.testing.process"
 local checker = require "spec.support.chaos.checker"
@@ -69,11 +70,20 @@ describe("chaos #chaos", function()
         local run_deadline = now() + minutes * 60000 - 2 * BOUND_MS
         local fd0, rss0
 
-        -- The short run takes distinct kinds (a shuffled deck), the long
-        -- one draws with replacement.
+        -- CHAOS_KINDS (comma-separated) narrows the kinds. The short run
+        -- takes distinct kinds (a shuffled deck), the long one draws with
+        -- replacement.
         local deck = {}
-        for i, k in ipairs(faults.KINDS) do
-            deck[i] = k
+        for _, k in ipairs(faults.KINDS) do
+            local only = os.getenv("CHAOS_KINDS")
+            if not only or only == "" or ("," .. only .. ","):find("," .. k .. ",", 1, true) then
+                deck[#deck + 1] = k
+            end
+        end
+        assert(#deck > 0, "CHAOS_KINDS names no fault kind; kinds: " .. table.concat(faults.KINDS, ","))
+        local kinds = {}
+        for i, k in ipairs(deck) do
+            kinds[i] = k
         end
         for i = #deck, 2, -1 do
             local j = rng:int(1, i)
@@ -85,7 +95,7 @@ describe("chaos #chaos", function()
                 rep:note("stopped after " .. (round - 1) .. " rounds: CHAOS_MINUTES reached")
                 break
             end
-            local kind = short and deck[(round - 1) % #deck + 1] or rng:pick(faults.KINDS)
+            local kind = short and deck[(round - 1) % #deck + 1] or rng:pick(kinds)
             local lists_before = #c.lists
             local rec = faults.run(kind, c, rng, chk)
             rec.round = round
