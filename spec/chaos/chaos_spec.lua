@@ -95,10 +95,28 @@ describe("chaos #chaos", function()
                 rep:note("stopped after " .. (round - 1) .. " rounds: CHAOS_MINUTES reached")
                 break
             end
-            local kind = short and deck[(round - 1) % #deck + 1] or rng:pick(kinds)
+            -- The long run combines two faults of different domains in a
+            -- third of its rounds.
+            local plan = { short and deck[(round - 1) % #deck + 1] or rng:pick(kinds) }
+            if not short and rng:int(1, 3) == 1 then
+                local others = {}
+                for _, k in ipairs(kinds) do
+                    if faults.DOMAIN[k] ~= faults.DOMAIN[plan[1]] then
+                        others[#others + 1] = k
+                    end
+                end
+                if #others > 0 then
+                    plan[2] = rng:pick(others)
+                end
+            end
+            local kind = table.concat(plan, "+")
             local lists_before = #c.lists
-            local rec = faults.run(kind, c, rng, chk)
-            rec.round = round
+            local rec = { round = round, kind = kind, faults = faults.run(plan, c, rng, chk) }
+            rec.t_inject, rec.t_heal = math.huge, 0
+            for _, f in ipairs(rec.faults) do
+                rec.t_inject = math.min(rec.t_inject, f.t_inject)
+                rec.t_heal = math.max(rec.t_heal, f.t_heal)
+            end
 
             -- Settle: until the consumer, ZooKeeper and the providers agree,
             -- bounded by the checker's clocks.
@@ -143,8 +161,10 @@ describe("chaos #chaos", function()
                 process.sleep(200)
             end
             rec.settled_ms = now() - rec.t_heal
-            if rec.problem then
-                rep:violation(round, kind, rec.problem)
+            for _, f in ipairs(rec.faults) do
+                if f.problem then
+                    rep:violation(round, kind, f.problem)
+                end
             end
             for _, v in ipairs(chk:check(c.lists, now())) do
                 violations[#violations + 1] = v
@@ -178,6 +198,9 @@ describe("chaos #chaos", function()
                     rep:violation(round, kind, "fault_proxy " .. name .. " died")
                 end
             end
+            for _, line in ipairs(c:broken_lines()) do
+                rep:violation(round, kind, line)
+            end
             local fds, rss = c:consumer_resources()
             if round == 1 then
                 fd0, rss0 = fds, rss
@@ -193,6 +216,16 @@ describe("chaos #chaos", function()
             rec.lists = #c.lists - lists_before
             rep:add_round(rec)
             print(rep:round_line(rec))
+        end
+
+        -- The end: an orderly stop must still work after all that.
+        if c:proc_running(c.consumer) then
+            for _, problem in ipairs(c:shutdown()) do
+                rep:violation(#rep.rounds, "shutdown", problem)
+            end
+            for _, line in ipairs(c:broken_lines()) do
+                rep:violation(#rep.rounds, "shutdown", line)
+            end
         end
 
         local summary = rep:summary()

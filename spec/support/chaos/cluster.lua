@@ -257,6 +257,73 @@ function Cluster:consumer_resources()
     return fds, tonumber(status:match("VmRSS:%s*(%d+)"))
 end
 
+-- What in a process's output means it broke: a Lua error that reached a
+-- callback, a sanitizer report, a crash.
+local BROKEN = { "stack traceback", "AddressSanitizer", "LeakSanitizer", "runtime error:",
+                 "Segmentation fault", "PANIC" }
+
+--- Lines of the consumer's and providers' output, written since the last
+-- call, that show a failure (see BROKEN).
+function Cluster:broken_lines()
+    self.scan_offsets = self.scan_offsets or {}
+    local found = {}
+    local logs = { self.consumer_log }
+    for _, p in ipairs(self.providers) do
+        logs[#logs + 1] = p.log
+    end
+    for _, path in ipairs(logs) do
+        local offset = self.scan_offsets[path] or 0
+        local text = files.read_file(path, offset) or ""
+        local complete = text:match("^.*\n") or ""
+        self.scan_offsets[path] = offset + #complete
+        for line in complete:gmatch("[^\n]+") do
+            for _, needle in ipairs(BROKEN) do
+                if line:find(needle, 1, true) then
+                    found[#found + 1] = path:match("[^/]+$") .. ": " .. line
+                    break
+                end
+            end
+        end
+    end
+    return found
+end
+
+--- Stops the providers, then the consumer, with SIGTERM as an operator
+-- would; returns what went wrong: a process that does not exit within
+-- 15 s, registrations left in ZooKeeper.
+function Cluster:shutdown()
+    local problems = {}
+    for _, p in ipairs(self.providers) do
+        process.signal(p.proc.pid, "TERM")
+    end
+    for _, p in ipairs(self.providers) do
+        if not process.wait_dead(p.proc.pid, 15000, p.proc.start_time) then
+            problems[#problems + 1] = p.name .. " did not exit within 15 s of SIGTERM"
+        end
+    end
+    local left, err
+    local deadline = now() + 10000
+    repeat
+        left, err = self:zk_instances()
+        if left and next(left) == nil then
+            break
+        end
+        process.sleep(100)
+    until now() > deadline
+    if not left then
+        problems[#problems + 1] = "registry read failed after the providers stopped: " .. tostring(err)
+    elseif next(left) ~= nil then
+        for port in pairs(left) do
+            problems[#problems + 1] = "ZooKeeper still lists " .. port .. " 10 s after its provider stopped"
+        end
+    end
+    process.signal(self.consumer.pid, "TERM")
+    if not process.wait_dead(self.consumer.pid, 15000, self.consumer.start_time) then
+        problems[#problems + 1] = "the consumer did not exit within 15 s of SIGTERM"
+    end
+    return problems
+end
+
 --- Ends every process this cluster started, by pid, and the ensemble.
 function Cluster:stop_all()
     for _, proc in ipairs(self.procs) do

@@ -42,59 +42,65 @@ local function await_quorum(c)
     c.ensemble:wait_for_leader(60000)
 end
 
--- Fault kinds: fn(c, rng, chk, rec) fills rec.target/rec.detail and returns
--- once healed. `c.bound_ms` is the checker's bound.
-local kinds = {}
+-- Fault kinds: inject(c, rng, chk, rec) injects the fault, fills
+-- rec.target and rec.detail and returns how long to hold it (ms) and its
+-- heal(), which undoes it and tells the checker. `c.bound_ms` is the
+-- checker's bound. DOMAIN says what a kind disturbs: a round that combines
+-- faults takes them from different domains, so that two never fight over
+-- one process and at most one provider is down at a time.
+local kinds, DOMAIN = {}, {}
 
-kinds.leader_pause = function(c, rng, chk, rec)
-    local leader = c.ensemble:leader() or c.ensemble:wait_for_leader(30000)
-    local hold = rng:int(1500, 5000)
-    rec.target, rec.detail = "server " .. leader.myid, hold .. " ms"
-    local t0 = now()
-    leader:pause()
-    sleep_until(t0 + hold)
-    leader:resume()
-    await_quorum(c)
-    chk:cut_off(t0, now())
-end
-
-kinds.consumer_server_pause = function(c, rng, chk, rec)
-    local route = c.consumer_proxy:active_route() or rng:int(1, #c.ensemble.members)
-    local server = c.ensemble.members[route]
-    local hold = rng:int(1500, 5000)
+local function pause_server(server, chk, rec, hold)
     rec.target, rec.detail = "server " .. server.myid, hold .. " ms"
     local t0 = now()
     server:pause()
-    sleep_until(t0 + hold)
-    server:resume()
-    await_quorum(c)
-    chk:cut_off(t0, now())
+    return hold, function(c)
+        server:resume()
+        await_quorum(c)
+        chk:cut_off(t0, now())
+    end
 end
 
+DOMAIN.leader_pause = "ensemble"
+kinds.leader_pause = function(c, rng, chk, rec)
+    local leader = c.ensemble:leader() or c.ensemble:wait_for_leader(30000)
+    return pause_server(leader, chk, rec, rng:int(1500, 5000))
+end
+
+DOMAIN.consumer_server_pause = "ensemble"
+kinds.consumer_server_pause = function(c, rng, chk, rec)
+    local route = c.consumer_proxy:active_route() or rng:int(1, #c.ensemble.members)
+    return pause_server(c.ensemble.members[route], chk, rec, rng:int(1500, 5000))
+end
+
+DOMAIN.server_kill = "ensemble"
 kinds.server_kill = function(c, rng, chk, rec)
     local server = rng:pick(c.ensemble.members)
     local hold = rng:int(500, 3000)
     rec.target, rec.detail = "server " .. server.myid, "down " .. hold .. " ms"
     local t0 = now()
     server:kill()
-    sleep_until(t0 + hold)
-    server:start(60000)
-    await_quorum(c)
-    chk:cut_off(t0, now())
+    return hold, function()
+        server:start(60000)
+        await_quorum(c)
+        chk:cut_off(t0, now())
+    end
 end
 
+DOMAIN.provider_pause = "provider"
 kinds.provider_pause = function(c, rng, chk, rec)
     local p = rng:pick(c.providers)
     local hold = rng:int(1000, c.bound_ms)
     rec.target, rec.detail = p.name, hold .. " ms"
     process.signal(p.proc.pid, "STOP")
-    local t0 = now()
-    chk:set_live(p.port, false, t0)
-    sleep_until(t0 + hold)
-    process.signal(p.proc.pid, "CONT")
-    chk:set_live(p.port, true, now())
+    chk:set_live(p.port, false, now())
+    return hold, function()
+        process.signal(p.proc.pid, "CONT")
+        chk:set_live(p.port, true, now())
+    end
 end
 
+DOMAIN.provider_kill = "provider"
 kinds.provider_kill = function(c, rng, chk, rec)
     local p = rng:pick(c.providers)
     rec.target = p.name
@@ -102,25 +108,28 @@ kinds.provider_kill = function(c, rng, chk, rec)
     local t0 = now()
     chk:set_live(p.port, false, t0)
     process.wait_dead(p.proc.pid, 5000, p.proc.start_time)
-    -- Down until the consumer dropped it (or past the bound: then the
-    -- checker reports it), so that every kill exercises the removal.
-    local deadline = t0 + c.bound_ms + 1000
-    while now() < deadline and c:consumer_ports()[p.port] do
-        process.sleep(50)
+    return 0, function()
+        -- Down until the consumer dropped it (or past the bound: then the
+        -- checker reports it), so that every kill exercises the removal.
+        local deadline = t0 + c.bound_ms + 1000
+        while now() < deadline and c:consumer_ports()[p.port] do
+            process.sleep(50)
+        end
+        rec.detail = string.format("down %.0f ms", now() - t0)
+        c:start_provider(p)
+        chk:set_live(p.port, true, now())
+        c:await_registered(p)
     end
-    rec.detail = string.format("down %.0f ms", now() - t0)
-    c:start_provider(p)
-    chk:set_live(p.port, true, now())
-    c:await_registered(p)
 end
 
+DOMAIN.consumer_session_expiry = "consumer"
 kinds.consumer_session_expiry = function(c, _, chk, rec)
     c:poll()
     local s = c.sessions[#c.sessions]
     rec.target = "consumer"
     if not s then
         rec.detail = "skipped: no session known"
-        return
+        return 0, function() end
     end
     rec.detail = "session " .. s.id
     local t0 = now()
@@ -140,22 +149,25 @@ kinds.consumer_session_expiry = function(c, _, chk, rec)
     if not intruder:is_closed() then
         intruder:close()
     end
-    -- The consumer must come back on a new session (it prints each one).
-    local deadline = now() + c.bound_ms
-    while now() < deadline do
-        c:poll()
-        if c.sessions[#c.sessions].id ~= s.id then
-            break
+    return 0, function()
+        -- The consumer must come back on a new session (it prints each).
+        local deadline = now() + c.bound_ms
+        while now() < deadline do
+            c:poll()
+            if c.sessions[#c.sessions].id ~= s.id then
+                break
+            end
+            process.sleep(50)
         end
-        process.sleep(50)
+        local latest = c.sessions[#c.sessions].id
+        if latest == s.id then
+            rec.problem = "the consumer kept its expired session " .. s.id .. " for "
+                .. c.bound_ms .. " ms"
+        else
+            rec.detail = rec.detail .. string.format(" -> %s after %.0f ms", latest, now() - t0)
+        end
+        chk:cut_off(t0, now())
     end
-    local latest = c.sessions[#c.sessions].id
-    if latest == s.id then
-        rec.problem = "the consumer kept its expired session " .. s.id .. " for " .. c.bound_ms .. " ms"
-    else
-        rec.detail = rec.detail .. string.format(" -> %s after %.0f ms", latest, now() - t0)
-    end
-    chk:cut_off(t0, now())
 end
 
 -- A client and its proxy: the consumer's, or a random provider's.
@@ -175,58 +187,72 @@ local function pick_routes(c, rng)
     return ""
 end
 
+local function route_text(routes)
+    return routes == "" and "all routes" or "route" .. routes
+end
+
+-- Puts a proxy command in place until the heal sends "pass".
+local function proxy_fault(px, who, chk, command, hold)
+    local t0 = now()
+    px:must(command)
+    return hold, function()
+        px:must("pass")
+        if who == "consumer" then
+            chk:cut_off(t0, now())
+        end
+    end
+end
+
+DOMAIN.proxy_delay = "network"
 kinds.proxy_delay = function(c, rng, chk, rec)
     local px, who = pick_client(c, rng)
     local ms, hold, routes = rng:int(50, 1500), rng:int(2000, 5000), pick_routes(c, rng)
     rec.target = who
-    rec.detail = string.format("delay %d ms for %d ms on %s", ms, hold,
-                               routes == "" and "all routes" or "route" .. routes)
-    local t0 = now()
-    px:must("delay " .. ms .. routes)
-    sleep_until(t0 + hold)
-    px:must("pass")
-    if who == "consumer" then
-        chk:cut_off(t0, now())
-    end
+    rec.detail = string.format("delay %d ms for %d ms on %s", ms, hold, route_text(routes))
+    return proxy_fault(px, who, chk, "delay " .. ms .. routes, hold)
 end
 
+DOMAIN.proxy_blackhole = "network"
 kinds.proxy_blackhole = function(c, rng, chk, rec)
     local px, who = pick_client(c, rng)
     local hold, routes = rng:int(1000, 2 * c.session_ms), pick_routes(c, rng)
     rec.target = who
-    rec.detail = string.format("blackhole %d ms on %s", hold,
-                               routes == "" and "all routes" or "route" .. routes)
-    local t0 = now()
-    px:must("blackhole" .. routes)
-    sleep_until(t0 + hold)
-    px:must("pass")
-    if who == "consumer" then
-        chk:cut_off(t0, now())
-    end
+    rec.detail = string.format("blackhole %d ms on %s", hold, route_text(routes))
+    return proxy_fault(px, who, chk, "blackhole" .. routes, hold)
 end
 
+DOMAIN.proxy_reset = "network"
 kinds.proxy_reset = function(c, rng, chk, rec)
     local px, who = pick_client(c, rng)
     rec.target, rec.detail = who, "reset every connection"
-    local t0 = now()
-    px:must("reset")
-    if who == "consumer" then
-        chk:cut_off(t0, now())
-    end
+    return proxy_fault(px, who, chk, "reset", 0)
 end
 
 --- The fault kinds, in a fixed order (the generator indexes it).
 _M.KINDS = { "leader_pause", "consumer_server_pause", "server_kill", "provider_pause",
              "provider_kill", "consumer_session_expiry", "proxy_delay", "proxy_blackhole",
              "proxy_reset" }
+_M.DOMAIN = DOMAIN
 
---- Injects and heals one fault of `kind`; returns its record
--- `{ kind =, target =, detail =, t_inject =, t_heal = }`.
-function _M.run(kind, c, rng, chk)
-    local rec = { kind = kind, t_inject = now() }
-    kinds[kind](c, rng, chk, rec)
-    rec.t_heal = now()
-    return rec
+--- Injects the faults of `kind_list` (of different domains) together,
+-- holds each for its time and heals them in the order their holds end.
+-- Returns their records `{ kind =, target =, detail =, t_inject =,
+-- t_heal =, problem = }`.
+function _M.run(kind_list, c, rng, chk)
+    local recs, pending = {}, {}
+    for i, kind in ipairs(kind_list) do
+        local rec = { kind = kind, t_inject = now() }
+        local hold, heal = kinds[kind](c, rng, chk, rec)
+        recs[i] = rec
+        pending[i] = { at = rec.t_inject + hold, heal = heal, rec = rec }
+    end
+    table.sort(pending, function(a, b) return a.at < b.at end)
+    for _, p in ipairs(pending) do
+        sleep_until(p.at)
+        p.heal(c)
+        p.rec.t_heal = now()
+    end
+    return recs
 end
 
 return _M

@@ -21,13 +21,22 @@ end
 
 function Report:add_round(rec)
     self.rounds[#self.rounds + 1] = rec
-    self.by_kind[rec.kind] = (self.by_kind[rec.kind] or 0) + 1
+    for _, f in ipairs(rec.faults) do
+        self.by_kind[f.kind] = (self.by_kind[f.kind] or 0) + 1
+    end
+    if #rec.faults > 1 then
+        self.combined = (self.combined or 0) + 1
+    end
 end
 
 function Report.round_line(_, rec)
-    return string.format("chaos: round %d %s %s (%s): healed after %.0f ms, settled in %.0f ms,"
+    local what = {}
+    for i, f in ipairs(rec.faults) do
+        what[i] = string.format("%s %s (%s)", f.kind, tostring(f.target), tostring(f.detail))
+    end
+    return string.format("chaos: round %d %s: healed after %.0f ms, settled in %.0f ms,"
                          .. " %d lists delivered, consumer fds %s rss %s KiB",
-                         rec.round, rec.kind, tostring(rec.target), tostring(rec.detail),
+                         rec.round, table.concat(what, " + "),
                          rec.t_heal - rec.t_inject, rec.settled_ms or -1, rec.lists or 0,
                          tostring(rec.fds), tostring(rec.rss))
 end
@@ -44,6 +53,9 @@ function Report:summary()
     }
     for _, kind in ipairs(kinds) do
         lines[#lines + 1] = string.format("  faults %-24s %d", kind, self.by_kind[kind])
+    end
+    if self.combined then
+        lines[#lines + 1] = string.format("  rounds combining two faults: %d", self.combined)
     end
     for _, n in ipairs(self.notes) do
         lines[#lines + 1] = "  note: " .. n
