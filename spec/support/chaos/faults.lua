@@ -87,6 +87,25 @@ kinds.server_kill = function(c, rng, chk, rec)
     end
 end
 
+-- The whole registry freezes (RELIABILITY.md §5): once it resumes, every
+-- session overdue expires at once, the consumer's and the providers'.
+DOMAIN.registry_outage = "ensemble"
+kinds.registry_outage = function(c, rng, chk, rec)
+    local hold = rng:int(1000, 2 * c.session_ms)
+    rec.target, rec.detail = "every server", hold .. " ms"
+    local t0 = now()
+    for _, m in ipairs(c.ensemble.members) do
+        m:pause()
+    end
+    return hold, function()
+        for _, m in ipairs(c.ensemble.members) do
+            m:resume()
+        end
+        await_quorum(c)
+        chk:cut_off(t0, now())
+    end
+end
+
 DOMAIN.provider_pause = "provider"
 kinds.provider_pause = function(c, rng, chk, rec)
     local p = rng:pick(c.providers)
@@ -231,7 +250,7 @@ end
 --- The fault kinds, in a fixed order (the generator indexes it).
 _M.KINDS = { "leader_pause", "consumer_server_pause", "server_kill", "provider_pause",
              "provider_kill", "consumer_session_expiry", "proxy_delay", "proxy_blackhole",
-             "proxy_reset" }
+             "proxy_reset", "registry_outage" }
 _M.DOMAIN = DOMAIN
 
 --- Injects the faults of `kind_list` (of different domains) together,
