@@ -174,7 +174,7 @@ valgrind: deps
 
 lint: deps
 	luacheck lua plugins spec examples bench
-	clang-format --dry-run -Werror $(CORE_SRC) $(BINDING_SRC) $(HOST_SRC) bench/*.c \
+	clang-format --dry-run -Werror $(CORE_SRC) $(BINDING_SRC) $(HOST_SRC) bench/*.c spec/chaos/*.c \
 	  $(CTEST_SRC) core/*.h core/test/*.h bindings/*.h
 
 demo: deps
