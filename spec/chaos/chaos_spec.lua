@@ -152,6 +152,11 @@ describe("chaos #chaos", function()
                         end
                     end
                 end
+                if zk_problem and zk_problem ~= rec.slow_zk then
+                    -- What kept ZooKeeper unsettled longest, for the report.
+                    rec.slow_zk = zk_problem
+                    rec.slow_zk_ms = now() - rec.t_heal
+                end
                 if #open == 0 and not zk_problem then
                     break
                 end
@@ -230,6 +235,11 @@ describe("chaos #chaos", function()
 
         local summary = rep:summary()
         print(summary)
+        if #rep.violations > 0 then
+            local kept = (os.getenv("BUILD") or "build") .. "/chaos/failed-seed-" .. seed
+            c:keep_logs(kept)
+            print("chaos: logs of the failed run kept in " .. kept)
+        end
         local path = os.getenv("CHAOS_REPORT")
         if path and path ~= "" then
             helpers.write_file(path, summary .. "\n")

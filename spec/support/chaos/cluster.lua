@@ -324,6 +324,18 @@ function Cluster:shutdown()
     return problems
 end
 
+--- Copies the processes' output and the servers' logs to `dest` (for a
+-- failed run: the run's temporary directory goes when it ends).
+function Cluster:keep_logs(dest)
+    local parts = { "rm -rf " .. process.quote(dest), "mkdir -p " .. process.quote(dest),
+                    "cp " .. process.quote(self.dir) .. "/*.log " .. process.quote(dest) .. "/" }
+    for _, m in ipairs(self.ensemble and self.ensemble.members or {}) do
+        parts[#parts + 1] = "cp " .. process.quote(m.log_path) .. " "
+            .. process.quote(dest .. "/zookeeper-" .. m.myid .. ".log")
+    end
+    process.shell(table.concat(parts, " && "))
+end
+
 --- Ends every process this cluster started, by pid, and the ensemble.
 function Cluster:stop_all()
     for _, proc in ipairs(self.procs) do

@@ -34,10 +34,14 @@ function Report.round_line(_, rec)
     for i, f in ipairs(rec.faults) do
         what[i] = string.format("%s %s (%s)", f.kind, tostring(f.target), tostring(f.detail))
     end
-    return string.format("chaos: round %d %s: healed after %.0f ms, settled in %.0f ms,"
+    local slow = ""
+    if rec.slow_zk and (rec.settled_ms or 0) > 2000 then
+        slow = string.format(" (at %.0f ms: %s)", rec.slow_zk_ms, rec.slow_zk)
+    end
+    return string.format("chaos: round %d %s: healed after %.0f ms, settled in %.0f ms%s,"
                          .. " %d lists delivered, consumer fds %s rss %s KiB",
                          rec.round, table.concat(what, " + "),
-                         rec.t_heal - rec.t_inject, rec.settled_ms or -1, rec.lists or 0,
+                         rec.t_heal - rec.t_inject, rec.settled_ms or -1, slow, rec.lists or 0,
                          tostring(rec.fds), tostring(rec.rss))
 end
 
