@@ -211,8 +211,11 @@ end
 function Cluster:zk_instances()
     local path = "/services/" .. _M.APP
     local res, cerr
-    self.zk:children(path, nil, function(err, r) cerr, res = err or false, r end)
-    if not helpers.run_until(self.loop, function() return cerr ~= nil end, 10000) then
+    local sent, serr = self.zk:children(path, nil, function(err, r) cerr, res = err or false, r end)
+    if not sent then
+        return nil, serr -- the test's own session is between two handles
+    end
+    if not helpers.run_until(self.loop, function() return cerr ~= nil end, 5000) then
         return nil, "getChildren timed out"
     end
     if cerr then
@@ -220,7 +223,7 @@ function Cluster:zk_instances()
     end
     local out, pending, failure = {}, #res.children, nil
     for _, child in ipairs(res.children) do
-        self.zk:get(path .. "/" .. child, nil, function(err, r)
+        local ok, gerr = self.zk:get(path .. "/" .. child, nil, function(err, r)
             pending = pending - 1
             if err then
                 -- A node that went between the two reads is simply gone.
@@ -237,6 +240,9 @@ function Cluster:zk_instances()
                 out[port] = inst
             end
         end)
+        if not ok then
+            return nil, gerr
+        end
     end
     if not helpers.run_until(self.loop, function() return pending == 0 end, 10000) then
         return nil, "getData timed out"

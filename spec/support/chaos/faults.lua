@@ -141,6 +141,38 @@ kinds.provider_kill = function(c, rng, chk, rec)
     end
 end
 
+-- Joins the consumer's session `s` with a second handle and closes that
+-- handle once connected (the server then expires the session). Returns
+-- "closed" (joined, then closed), "expired" (the server says the session
+-- is gone) or "timeout".
+local function join_and_close(c, s)
+    local outcome
+    local intruder = assert(c.loop:zk({
+        hosts = c.ensemble.connect_string,
+        session = { id = s.id, passwd = hex_to_bytes(s.passwd) },
+        on_state = function(z, state)
+            if state == "connected" then
+                outcome = "joined"
+                z:close()
+            elseif state == "expired" then
+                outcome = "expired"
+                z:close()
+            elseif state == "closed" and outcome == "joined" then
+                outcome = "closed"
+            end
+        end,
+    }))
+    helpers.run_until(c.loop, function()
+        return outcome == "closed" or (outcome == "expired" and intruder:state() == "closed")
+    end, 15000)
+    if not intruder:is_closed() then
+        intruder:close()
+    end
+    -- The close runs off the loop; let it finish.
+    helpers.run_until(c.loop, function() return intruder:state() == "closed" end, 6000)
+    return outcome == "closed" and "closed" or (outcome == "expired" and "expired" or "timeout")
+end
+
 DOMAIN.consumer_session_expiry = "consumer"
 kinds.consumer_session_expiry = function(c, _, chk, rec)
     c:poll()
@@ -152,26 +184,21 @@ kinds.consumer_session_expiry = function(c, _, chk, rec)
     end
     rec.detail = "session " .. s.id
     local t0 = now()
-    local closed, joined = false, false
-    local intruder = assert(c.loop:zk({
-        hosts = c.ensemble.connect_string,
-        session = { id = s.id, passwd = hex_to_bytes(s.passwd) },
-        on_state = function(z, state)
-            if state == "connected" then
-                joined = true
-                z:close()
-            elseif state == "closed" or state == "expired" then
-                closed = true
-            end
-        end,
-    }))
-    helpers.run_until(c.loop, function() return closed end, 15000)
-    if not intruder:is_closed() then
-        intruder:close()
+    -- Join the session and close it; then join again to see it expired on
+    -- the server, so that a violation below can only be the consumer's.
+    local dead = false
+    for _ = 1, 3 do
+        local outcome = join_and_close(c, s)
+        if outcome == "expired" then
+            dead = true
+            break
+        elseif outcome ~= "closed" then
+            break
+        end
     end
-    if not joined then
+    if not dead then
         -- No quorum to join the session on (another fault of the round).
-        rec.detail = rec.detail .. ": skipped, could not join it"
+        rec.detail = rec.detail .. ": skipped, could not expire it"
         return 0, function()
             chk:cut_off(t0, now())
         end
@@ -273,7 +300,16 @@ _M.DOMAIN = DOMAIN
 -- t_heal =, problem = }`.
 function _M.run(kind_list, c, rng, chk)
     local recs, pending = {}, {}
+    -- An expiry goes first: joining the session needs a quorum, which the
+    -- other fault may take away.
+    local ordered = {}
     for i, kind in ipairs(kind_list) do
+        ordered[i] = kind
+    end
+    table.sort(ordered, function(a, b)
+        return (DOMAIN[a] == "consumer" and 0 or 1) < (DOMAIN[b] == "consumer" and 0 or 1)
+    end)
+    for i, kind in ipairs(ordered) do
         local rec = { kind = kind, t_inject = now() }
         local hold, heal = kinds[kind](c, rng, chk, rec)
         recs[i] = rec
