@@ -97,12 +97,13 @@ function Cluster:start()
     while now() < deadline do
         self:poll()
         local last = self.lists[#self.lists]
-        if last and last.n == self.n_providers then
+        -- Its session too: the expiry fault needs it.
+        if last and last.n == self.n_providers and #self.sessions > 0 then
             return self
         end
         process.sleep(50)
     end
-    error("the consumer never listed every provider:\n" .. self:consumer_tail())
+    error("the consumer never listed every provider and its session:\n" .. self:consumer_tail())
 end
 
 --- Starts (or restarts) provider `p`; it counts as live from now.

@@ -179,7 +179,7 @@ kinds.consumer_session_expiry = function(c, _, chk, rec)
     local s = c.sessions[#c.sessions]
     rec.target = "consumer"
     if not s then
-        rec.detail = "skipped: no session known"
+        rec.problem = "the consumer printed no session"
         return 0, function() end
     end
     rec.detail = "session " .. s.id
