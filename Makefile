@@ -89,7 +89,7 @@ CMOD_DIR := $(PREFIX)/lib/lua/5.1
 PLUGIN_DIR := $(PREFIX)/share/disco/plugins
 
 .PHONY: all deps test asan valgrind lint demo install clean ctest \
-  test-build print-module-sources bench fuzz chaos
+  test-build print-module-sources bench fuzz
 all: $(HOST) $(MODULE)
 
 $(BUILD)/obj/core/%.o: core/%.c core/disco.h core/internal.h \
@@ -158,6 +158,7 @@ $(CHAOS_PROXY): spec/chaos/fault_proxy.c
 # The long chaos run: CHAOS_ROUNDS rounds (default 200), at most
 # CHAOS_MINUTES minutes (default 30); CHAOS_SEED replays a run. Prints the
 # summary (also in $(BUILD)/chaos/report.txt); fails on any violation.
+.PHONY: chaos
 chaos: deps
 	@$(MAKE) --no-print-directory test-build
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh spec/chaos/run.sh
