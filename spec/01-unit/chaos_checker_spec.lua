@@ -64,6 +64,18 @@ describe("chaos checker", function()
         assert.same({ "dead provider kept:2" }, kinds(v))
     end)
 
+    it("also waits for a window that opened after the mismatch began", function()
+        local chk = checker.new(BOUND, { 1, 2 })
+        chk:set_live(2, false, 100)
+        chk:cut_off(300, 2000)
+        assert.same({}, (chk:check({ list(0, 1, 2), list(2900, 1) }, 3000)))
+        -- A window that opened after the bound had passed changes nothing.
+        chk = checker.new(BOUND, { 1, 2 })
+        chk:set_live(2, false, 100)
+        chk:cut_off(1200, 2000)
+        assert.same({ "dead provider kept:2" }, kinds((chk:check({ list(0, 1, 2), list(2900, 1) }, 3000))))
+    end)
+
     it("reports an empty push while a provider is live, not when all are dead", function()
         local chk = checker.new(BOUND, { 1, 2 })
         chk:set_live(2, false, 10)

@@ -42,11 +42,13 @@ function Checker:cut_off(from, to)
     self.windows[#self.windows + 1] = { from = from, to = to }
 end
 
--- When a mismatch that began at `t` starts counting.
-function Checker:_clock_start(t)
+--- When a mismatch that began at `t` starts counting: at the end of a
+-- window that covers `t`, or that opened before the mismatch could have
+-- been resolved (a fault injected just after a kill).
+function Checker:clock_start(t)
     local start = t
     for _, w in ipairs(self.windows) do
-        if t >= w.from and t <= w.to and w.to > start then
+        if w.from <= start + self.bound_ms and w.to >= start then
             start = w.to
         end
     end
@@ -107,7 +109,7 @@ function Checker:check(lists, now)
             local wrong = started and live[port] ~= member[port]
             if wrong and not m then
                 mismatch[port] = { kind = live[port] and "live provider missing" or "dead provider kept",
-                                   began = t, start = self:_clock_start(t) }
+                                   began = t, start = self:clock_start(t) }
             elseif not wrong and m then
                 if t - m.start > self.bound_ms then
                     violation(port .. "@" .. m.began, {

@@ -127,17 +127,28 @@ kinds.provider_kill = function(c, rng, chk, rec)
     local t0 = now()
     chk:set_live(p.port, false, t0)
     process.wait_dead(p.proc.pid, 5000, p.proc.start_time)
+    -- Healed after the round's other fault, whose window may delay the
+    -- removal the checker expects.
+    rec.late = true
     return 0, function()
         -- Down until the consumer dropped it (or past the bound: then the
         -- checker reports it), so that every kill exercises the removal.
-        local deadline = t0 + c.bound_ms + 1000
+        local deadline = chk:clock_start(t0) + c.bound_ms + 1000
         while now() < deadline and c:consumer_ports()[p.port] do
             process.sleep(50)
         end
         rec.detail = string.format("down %.0f ms", now() - t0)
         c:start_provider(p)
         chk:set_live(p.port, true, now())
-        c:await_registered(p)
+        -- It registers once it reaches a quorum, which the round's other
+        -- fault may deny until its own heal.
+        rec.verify = function(healed)
+            local ok = pcall(c.await_registered, c, p, healed + c.bound_ms - now())
+            if not ok then
+                rec.problem = string.format("%s, restarted, did not register within %d ms after the"
+                                            .. " round healed", p.name, c.bound_ms)
+            end
+        end
     end
 end
 
@@ -315,7 +326,12 @@ function _M.run(kind_list, c, rng, chk)
         recs[i] = rec
         pending[i] = { at = rec.t_inject + hold, heal = heal, rec = rec }
     end
-    table.sort(pending, function(a, b) return a.at < b.at end)
+    table.sort(pending, function(a, b)
+        if (a.rec.late or false) ~= (b.rec.late or false) then
+            return not a.rec.late
+        end
+        return a.at < b.at
+    end)
     for _, p in ipairs(pending) do
         sleep_until(p.at)
         p.heal(c)
