@@ -9,6 +9,7 @@
 #   make lint       luacheck and clang-format
 #   make demo       the main job, end to end, on a local ZooKeeper
 #   make bench      benchmarks (figures beside a baseline of the same run)
+#   make chaos      the long chaos suite (spec/chaos; make test runs a short one)
 #   make deps       check (and as root, install) the Debian packages
 #   make install    PREFIX=/usr/local by default
 #
@@ -86,6 +87,7 @@ CTEST_OBJ := $(CTEST_SRC:%.c=$(BUILD)/obj/%.o)
 MODULE := $(BUILD)/lib/disco/core.so
 HOST := $(BUILD)/disco
 CTEST := $(BUILD)/test/core_tests
+CHAOS_PROXY := $(BUILD)/chaos/fault_proxy
 
 # Where an installed host finds its Lua modules and plugins.
 LUA_DIR := $(PREFIX)/share/lua/5.1
@@ -165,7 +167,21 @@ test: deps
 	@$(MAKE) --no-print-directory test-build
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh spec/run_all.sh
 
-test-build: all $(CTEST)
+test-build: all $(CTEST) $(CHAOS_PROXY)
+
+# The chaos suite's TCP fault proxy (delay, blackhole, reset between
+# disco's clients and ZooKeeper: the kernel here has no netem).
+$(CHAOS_PROXY): spec/chaos/fault_proxy.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL) $(UV_LIBS)
+
+# The long chaos run: CHAOS_ROUNDS rounds (default 200), at most
+# CHAOS_MINUTES minutes (default 30); CHAOS_SEED replays a run. Prints the
+# summary (also in $(BUILD)/chaos/report.txt); fails on any violation.
+.PHONY: chaos
+chaos: deps
+	@$(MAKE) --no-print-directory test-build
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh spec/chaos/run.sh
 
 asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 test
@@ -195,7 +211,7 @@ valgrind: deps
 
 lint: deps
 	luacheck lua plugins spec examples bench
-	clang-format --dry-run -Werror $(CORE_SRC) $(BINDING_SRC) $(HOST_SRC) bench/*.c \
+	clang-format --dry-run -Werror $(CORE_SRC) $(BINDING_SRC) $(HOST_SRC) bench/*.c spec/chaos/*.c \
 	  $(CTEST_SRC) core/*.h core/test/*.h bindings/*.h
 
 demo: deps
