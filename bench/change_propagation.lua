@@ -16,8 +16,6 @@ local rt = ...
 package.path = "bench/?.lua;" .. package.path
 local common = require "common"
 local core = require "disco.core"
-local instance_model = require "disco.instance"
-local metadata_info = require "disco.metadata_info"
 local zk_instance = require "disco.registry.zk_instance"
 local peers = require "peer_process"
 local results = require "results"
@@ -28,33 +26,6 @@ local APP = "change-app"
 local IFACE = "com.acme.Change"
 local KINDS = { "disco", "java", "kazoo" }
 local WAIT_MS = 10000
-
-local function revisions()
-    local list = {}
-    for v = 1, 3 do
-        local info = metadata_info.new(APP)
-        info:add(metadata_info.service({
-            name = IFACE, version = "1.0.0", port = -1,
-            params = { application = APP, interface = IFACE, side = "provider", version = "1.0.0",
-                       weight = tostring(100 * v) },
-        }))
-        metadata_info.revision_of(info)
-        list[v] = info
-    end
-    return list
-end
-
-local function maker(infos)
-    return function(app, i)
-        local inst = instance_model.new({ name = app, host = "127.0.0.1", port = 10000 + i,
-                                          metadata = { timestamp = tostring(1700000000000 + i) } })
-        instance_model.set_revision(inst, infos[i % 3 + 1].revision)
-        instance_model.set_storage_type(inst, "remote")
-        instance_model.set_endpoints(inst, { { port = 10000 + i, protocol = "dubbo" } })
-        inst.registration_time = 1700000000000 + i
-        return inst
-    end
-end
 
 -- Waits for `box.done`, driving the loop without sleeping (the raw
 -- latencies are timed in this process's callbacks).
@@ -110,8 +81,8 @@ common.run(rt, function(zk)
         peers.prepare()
         writer = common.session(rt.loop, zk.connect_string)
         watcher = common.session(rt.loop, zk.connect_string)
-        local infos = revisions()
-        local make = maker(infos)
+        local infos = common.revisions(APP, IFACE)
+        local make = common.remote_instance_maker(infos, 10000)
         local t = core.hrtime()
         common.populate(rt.loop, writer, APP, N, make)
         local pending = #infos

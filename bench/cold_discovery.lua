@@ -18,7 +18,6 @@ package.path = "bench/?.lua;" .. package.path
 local common = require "common"
 local core = require "disco.core"
 local instance_model = require "disco.instance"
-local metadata_info = require "disco.metadata_info"
 local metadata_service = require "disco.metadata.service"
 local peers = require "peer_process"
 local results = require "results"
@@ -41,22 +40,6 @@ local function runs_for(n)
         return runs
     end
     return n >= 50000 and 3 or 5
-end
-
--- Three revisions of one service of `app` (the weight differs).
-local function revisions(app)
-    local list = {}
-    for v = 1, 3 do
-        local info = metadata_info.new(app)
-        info:add(metadata_info.service({
-            name = IFACE, version = "1.0.0", port = -1,
-            params = { application = app, interface = IFACE, methods = "get,put",
-                       side = "provider", version = "1.0.0", weight = tostring(100 * v) },
-        }))
-        metadata_info.revision_of(info)
-        list[v] = info
-    end
-    return list
 end
 
 -- Instance i: 127.0.0.1, port 10000 + i (unique names up to 55,535
@@ -145,7 +128,7 @@ common.run(rt, function(zk)
             local runs = runs_for(n)
             for _, mode in ipairs({ "remote", "local" }) do
                 local app = string.format("cold-%s-%d", mode, n)
-                local infos = revisions(app)
+                local infos = common.revisions(app, IFACE, "get,put")
                 local servers, ports = nil, nil
                 if mode == "local" then
                     servers, ports = {}, {}

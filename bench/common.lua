@@ -3,6 +3,8 @@
 local zookeeper = require "disco.testing.zookeeper"
 local zk_instance = require "disco.registry.zk_instance"
 local core = require "disco.core"
+local instance_model = require "disco.instance"
+local metadata_info = require "disco.metadata_info"
 
 local _M = {}
 
@@ -58,6 +60,37 @@ function _M.instance(app, i)
             ["timestamp"] = tostring(1700000000000 + i),
         },
     }
+end
+
+--- Three revisions of one service `iface` of `app`: MetadataInfos that
+-- differ only by the weight; `methods` (a "get,put" list) is optional.
+function _M.revisions(app, iface, methods)
+    local list = {}
+    for v = 1, 3 do
+        local info = metadata_info.new(app)
+        info:add(metadata_info.service({
+            name = iface, version = "1.0.0", port = -1,
+            params = { application = app, interface = iface, methods = methods,
+                       side = "provider", version = "1.0.0", weight = tostring(100 * v) },
+        }))
+        metadata_info.revision_of(info)
+        list[v] = info
+    end
+    return list
+end
+
+--- A `make` for `populate`: instance i on 127.0.0.1, port base_port + i,
+-- in revision i % 3 of `infos`, remote metadata storage.
+function _M.remote_instance_maker(infos, base_port)
+    return function(app, i)
+        local inst = instance_model.new({ name = app, host = "127.0.0.1", port = base_port + i,
+                                          metadata = { timestamp = tostring(1700000000000 + i) } })
+        instance_model.set_revision(inst, infos[i % 3 + 1].revision)
+        instance_model.set_storage_type(inst, "remote")
+        instance_model.set_endpoints(inst, { { port = base_port + i, protocol = "dubbo" } })
+        inst.registration_time = 1700000000000 + i
+        return inst
+    end
 end
 
 --- Creates n persistent instance nodes under /services/app, pipelined;

@@ -13,47 +13,15 @@ local common = require "common"
 local core = require "disco.core"
 local disco = require "disco"
 local address_list = require "disco.address_list"
-local metadata_info = require "disco.metadata_info"
-local instance_model = require "disco.instance"
 
 local N = tonumber(arg[1]) or 10000
 local RUNS = tonumber(arg[2]) or 5
 local APP = "bench-flows"
 local IFACE = "com.acme.Bench"
 
--- Three revisions of one service (the weight differs), port left out of
--- the ServiceInfo so that instances on different ports share a revision.
-local function revisions()
-    local list = {}
-    for v = 1, 3 do
-        local info = metadata_info.new(APP)
-        info:add(metadata_info.service({
-            name = IFACE, version = "1.0.0", port = -1,
-            params = { application = APP, interface = IFACE, methods = "get,put",
-                       side = "provider", version = "1.0.0", weight = tostring(100 * v) },
-        }))
-        metadata_info.revision_of(info)
-        list[v] = info
-    end
-    return list
-end
-
--- Instance i: 127.0.0.1, port 20000 + i, in revision i % 3.
-local function instance_maker(infos)
-    return function(app, i)
-        local inst = instance_model.new({ name = app, host = "127.0.0.1", port = 20000 + i,
-                                          metadata = { timestamp = tostring(1700000000000 + i) } })
-        instance_model.set_revision(inst, infos[i % 3 + 1].revision)
-        instance_model.set_storage_type(inst, "remote")
-        instance_model.set_endpoints(inst, { { port = 20000 + i, protocol = "dubbo" } })
-        inst.registration_time = 1700000000000 + i
-        return inst
-    end
-end
-
 -- The instances, and each revision's MetadataInfo in the metadata report.
 local function populate(loop, session, infos)
-    common.populate(loop, session, APP, N, instance_maker(infos))
+    common.populate(loop, session, APP, N, common.remote_instance_maker(infos, 20000))
     local pending = #infos
     for _, info in ipairs(infos) do
         session:create("/dubbo/metadata/" .. APP .. "/" .. info.revision, info:to_json(),
@@ -65,7 +33,7 @@ end
 common.run(rt, function(zk)
     local session = common.session(rt.loop, zk.connect_string)
     local t = core.hrtime()
-    populate(rt.loop, session, revisions())
+    populate(rt.loop, session, common.revisions(APP, IFACE, "get,put"))
     print(string.format("populated %d instances in 3 revisions in %.0f ms", N, core.hrtime() - t))
 
     local real_collect = address_list.collect
