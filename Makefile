@@ -35,7 +35,7 @@ DEB_PACKAGES := build-essential pkg-config luajit2 libluajit2-5.1-dev \
 CORE_SRC := core/error.c core/handle.c core/log.c core/loop.c core/queue.c \
   core/queue_probe.c core/signal.c core/timer.c core/fs_event.c \
   core/zk_error.c core/zk_session.c core/zk_request.c core/zk_ephemeral.c \
-  core/zk_cache.c core/digest.c core/revcache.c \
+  core/zk_cache.c core/digest.c core/revcache.c core/sockaddr.c \
   core/hessian2_reader.c core/hessian2_writer.c \
   core/dubbo_frame.c core/dubbo_body.c core/dubbo_server.c core/dubbo_client.c \
   core/http_server.c core/pool.c

@@ -253,8 +253,6 @@ static void disco__conn_idle_cb(uv_timer_t *timer) {
 static void disco__server_accept_cb(uv_stream_t *listener, int status) {
   disco_dubbo_server_t *s = listener->data;
   disco__dconn_t *c;
-  struct sockaddr_storage addr;
-  int namelen = sizeof(addr);
   int err;
 
   if (status != 0) {
@@ -282,18 +280,7 @@ static void disco__server_accept_cb(uv_stream_t *listener, int status) {
     return;
   }
   s->stats.accepted++;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &namelen) == 0) {
-    char ip[48] = "?";
-    int port = 0;
-    if (addr.ss_family == AF_INET) {
-      uv_ip4_name((struct sockaddr_in *)&addr, ip, sizeof(ip));
-      port = ntohs(((struct sockaddr_in *)&addr)->sin_port);
-    } else if (addr.ss_family == AF_INET6) {
-      uv_ip6_name((struct sockaddr_in6 *)&addr, ip, sizeof(ip));
-      port = ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
-    }
-    snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
-  }
+  disco__tcp_peer_text(&c->tcp, c->peer, sizeof(c->peer));
   if (s->stats.connections >= s->opts.max_connections) {
     s->stats.rejected++;
     disco__conn_close(c, DISCO_LOG_WARN, "over max_connections");

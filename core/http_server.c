@@ -774,8 +774,6 @@ static void disco__conn_timer_cb(uv_timer_t *timer) {
 static void disco__server_accept_cb(uv_stream_t *listener, int status) {
   disco_http_server_t *s = listener->data;
   disco__hconn_t *c;
-  struct sockaddr_storage addr;
-  int namelen = sizeof(addr);
   int err;
 
   if (status != 0) {
@@ -803,18 +801,7 @@ static void disco__server_accept_cb(uv_stream_t *listener, int status) {
     return;
   }
   s->stats.accepted++;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &namelen) == 0) {
-    char ip[48] = "?";
-    int port = 0;
-    if (addr.ss_family == AF_INET) {
-      uv_ip4_name((struct sockaddr_in *)&addr, ip, sizeof(ip));
-      port = ntohs(((struct sockaddr_in *)&addr)->sin_port);
-    } else if (addr.ss_family == AF_INET6) {
-      uv_ip6_name((struct sockaddr_in6 *)&addr, ip, sizeof(ip));
-      port = ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
-    }
-    snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
-  }
+  disco__tcp_peer_text(&c->tcp, c->peer, sizeof(c->peer));
   if (s->stats.connections >= s->opts.max_connections) {
     s->stats.refused++;
     disco__conn_close(c, DISCO_LOG_WARN, "over max_connections");
@@ -852,17 +839,7 @@ void disco_http_server_options_init(disco_http_server_options_t *opts) {
 
 static void disco__server_set_address(disco_http_server_t *s,
                                       const struct sockaddr_storage *bound) {
-  char ip[48] = "?";
-
-  if (bound->ss_family == AF_INET6) {
-    s->port = ntohs(((const struct sockaddr_in6 *)bound)->sin6_port);
-    uv_ip6_name((const struct sockaddr_in6 *)bound, ip, sizeof(ip));
-    snprintf(s->address, sizeof(s->address), "[%s]:%d", ip, s->port);
-  } else {
-    s->port = ntohs(((const struct sockaddr_in *)bound)->sin_port);
-    uv_ip4_name((const struct sockaddr_in *)bound, ip, sizeof(ip));
-    snprintf(s->address, sizeof(s->address), "%s:%d", ip, s->port);
-  }
+  s->port = disco__sockaddr_text(bound, s->address, sizeof(s->address));
 }
 
 int disco_http_server_new(disco_loop_t *loop, const char *host, int port,

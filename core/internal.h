@@ -148,4 +148,11 @@ typedef struct {
 void *disco_pool_alloc(disco_pool_t *pool);
 void disco_pool_free(disco_pool_t *pool, void *record);
 
+/* sockaddr.c: "host:port" of an address ("[::1]:80" for IPv6) into out;
+ * returns the port (0 when unknown, out then "?"). */
+int disco__sockaddr_text(const struct sockaddr_storage *addr, char *out,
+                         size_t size);
+/* The same for the peer of a connected TCP handle. */
+int disco__tcp_peer_text(const uv_tcp_t *tcp, char *out, size_t size);
+
 #endif /* DISCO_INTERNAL_H */

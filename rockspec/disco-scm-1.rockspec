@@ -47,6 +47,7 @@ build = {
                 "core/zk_cache.c",
                 "core/digest.c",
                 "core/revcache.c",
+                "core/sockaddr.c",
                 "core/hessian2_reader.c",
                 "core/hessian2_writer.c",
                 "core/dubbo_frame.c",
