@@ -9,26 +9,10 @@ set -u
 BUILD=${BUILD:-build}
 ROOT=$(pwd)
 
-# Everything a test starts or writes lives under one directory that this
-# script removes, and every process group the helpers start is recorded so
-# that a crashed run still leaves nothing behind.
-DISCO_TEST_TMPDIR=$(mktemp -d /tmp/disco-test.XXXXXX)
-DISCO_TEST_PIDFILE=$DISCO_TEST_TMPDIR/pgids
-export DISCO_TEST_TMPDIR DISCO_TEST_PIDFILE BUILD
-
-cleanup() {
-  if [ -f "$DISCO_TEST_PIDFILE" ]; then
-    while read -r pgid; do
-      case $pgid in
-        '' | *[!0-9]*) ;;
-        *) kill -KILL -- "-$pgid" 2>/dev/null ;;
-      esac
-    done <"$DISCO_TEST_PIDFILE"
-  fi
-  rm -rf "$DISCO_TEST_TMPDIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# One scratch directory and process-group record for the run (see there).
+SCRATCH_NAME=disco-test
+. "$ROOT/spec/scratch.sh"
+export BUILD
 
 passed=0
 failed=0

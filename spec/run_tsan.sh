@@ -10,23 +10,9 @@ set -u
 BUILD=${BUILD:-build-tsan}
 ROOT=$(pwd)
 
-DISCO_TEST_TMPDIR=$(mktemp -d /tmp/disco-tsan.XXXXXX)
-DISCO_TEST_PIDFILE=$DISCO_TEST_TMPDIR/pgids
-export DISCO_TEST_TMPDIR DISCO_TEST_PIDFILE BUILD
-
-cleanup() {
-  if [ -f "$DISCO_TEST_PIDFILE" ]; then
-    while read -r pgid; do
-      case $pgid in
-        '' | *[!0-9]*) ;;
-        *) kill -KILL -- "-$pgid" 2>/dev/null ;;
-      esac
-    done <"$DISCO_TEST_PIDFILE"
-  fi
-  rm -rf "$DISCO_TEST_TMPDIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+SCRATCH_NAME=disco-tsan
+. "$ROOT/spec/scratch.sh"
+export BUILD
 
 # Reports go to files ($DISCO_TEST_TMPDIR/tsan.PID), not to stderr: specs
 # send the stderr of the processes they start to /dev/null, and a report

@@ -12,23 +12,9 @@ ROOT=$(pwd)
 CHAOS_ROUNDS=${CHAOS_ROUNDS:-200}
 CHAOS_MINUTES=${CHAOS_MINUTES:-30}
 CHAOS_REPORT=${CHAOS_REPORT:-$ROOT/$BUILD/chaos/report.txt}
-DISCO_TEST_TMPDIR=$(mktemp -d /tmp/disco-chaos.XXXXXX)
-DISCO_TEST_PIDFILE=$DISCO_TEST_TMPDIR/pgids
-export BUILD CHAOS_ROUNDS CHAOS_MINUTES CHAOS_REPORT DISCO_TEST_TMPDIR DISCO_TEST_PIDFILE
-
-cleanup() {
-  if [ -f "$DISCO_TEST_PIDFILE" ]; then
-    while read -r pgid; do
-      case $pgid in
-        '' | *[!0-9]*) ;;
-        *) kill -KILL -- "-$pgid" 2>/dev/null ;;
-      esac
-    done <"$DISCO_TEST_PIDFILE"
-  fi
-  rm -rf "$DISCO_TEST_TMPDIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+SCRATCH_NAME=disco-chaos
+. "$ROOT/spec/scratch.sh"
+export BUILD CHAOS_ROUNDS CHAOS_MINUTES CHAOS_REPORT
 
 LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$ROOT/?.lua;;"
 LUA_CPATH="$ROOT/$BUILD/lib/?.so;;"
