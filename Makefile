@@ -150,16 +150,19 @@ bench: deps
 	BUILD=$(BUILD) $(HOST) run bench/flows_subscribe.lua
 	BUILD=$(BUILD) $(HOST) run bench/metadata_rpc.lua
 	BUILD=$(BUILD) $(HOST) run bench/resty_nodes.lua
+	BUILD=$(BUILD) $(HOST) run bench/resty_rps.lua
 	BUILD=$(BUILD) $(HOST) run bench/cold_discovery.lua
 	BUILD=$(BUILD) $(HOST) run bench/change_propagation.lua
 	BUILD=$(BUILD) $(HOST) run bench/churn.lua
 	BUILD=$(BUILD) $(HOST) run bench/memory.lua
 	@echo "results: bench/results/latest.md"
 
-# disco inside Debian's nginx alone: nodes() per call and the owner's idle CPU.
+# disco inside Debian's nginx alone: nodes() per call and the owner's idle
+# CPU; requests per second through disco's balancer against a static upstream.
 bench-resty: deps
 	@$(MAKE) --no-print-directory all
 	BUILD=$(BUILD) $(HOST) run bench/resty_nodes.lua
+	BUILD=$(BUILD) $(HOST) run bench/resty_rps.lua
 
 # test and demo install missing packages first, then build in a fresh make
 # so that the pkg-config flags above are read after the install.
