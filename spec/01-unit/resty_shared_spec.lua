@@ -133,4 +133,18 @@ describe("disco.resty.shared publish and read", function()
         assert.is_false(shared.push_feedback(full, "10.0.0.1:80", true, 1, 3))
         assert.equal(0, full.used())
     end)
+
+    it("drains outcomes without a latency, and skips (but counts) malformed records", function()
+        local dict = fake_dict(10000)
+        assert.is_true(shared.push_feedback(dict, "[::1]:80", false, nil, 10))
+        for _, junk in ipairs({ "garbage", "\t1\t5", "10.0.0.1:80\t2\t5", "10.0.0.1:80\t1" }) do
+            dict:lpush(shared.FEEDBACK, junk)
+        end
+        assert.is_true(shared.push_feedback(dict, "10.0.0.9:80", true, 0.5, 10))
+        local got = {}
+        assert.equal(6, shared.drain_feedback(dict, 10, function(addr, ok, ms)
+            got[#got + 1] = { addr, ok, ms or "none" }
+        end))
+        assert.same({ { "[::1]:80", false, "none" }, { "10.0.0.9:80", true, 0.5 } }, got)
+    end)
 end)

@@ -26,12 +26,31 @@ local resty = require "disco.resty"
 local shared = require "disco.resty.shared"
 
 local ngx = ngx
+local str_find = string.find
 local tonumber = tonumber
 
 local _M = {}
 
 -- Per worker and service ID: where round robin goes on.
 local rr_states = {}
+
+-- The `tried` set of a first try: empty, shared, never written (the
+-- pickers only read it).
+local NONE_TRIED = setmetatable({}, { __newindex = function()
+    error("disco.resty.balancer: NONE_TRIED is read only", 2)
+end })
+
+-- ngx.balancer, loaded on the first balance() (it exists only inside nginx).
+local balancer_api
+local function load_balancer_api()
+    balancer_api = require "ngx.balancer"
+    return balancer_api
+end
+
+-- "host:port" of a node, for the log (never built on the request path).
+local function address(node)
+    return node and (node.host .. ":" .. node.port) or "?"
+end
 
 local PICKERS = {
     round_robin = picker.get("round_robin"),
@@ -76,7 +95,7 @@ end
 -- @tparam[opt] table opts `pick` ("round_robin" default, or "weighted"),
 -- `tries` (the most tries per request)
 function _M.balance(sid, opts)
-    local ngx_balancer = require "ngx.balancer"
+    local ngx_balancer = balancer_api or load_balancer_api()
     local pick, tries = check_opts(opts)
     local ctx = ngx.ctx
     local st = ctx.disco_balancer
@@ -86,7 +105,8 @@ function _M.balance(sid, opts)
             ngx.log(ngx.ERR, "disco: no node for ", sid)
             return ngx.exit(ngx.ERROR)
         end
-        st = { sid = sid, nodes = nodes, tried = {}, count = 0 }
+        -- `tried` is created on the first retry: most requests never need it.
+        st = { nodes = nodes, tried = false, last = 0 }
         ctx.disco_balancer = st
         local more = #nodes - 1
         if tries and tries - 1 < more then
@@ -97,26 +117,35 @@ function _M.balance(sid, opts)
         end
     else
         local state, code = ngx_balancer.get_last_failure()
-        ngx.log(ngx.INFO, "disco: ", st.last, " failed (", tostring(state), " ",
+        ngx.log(ngx.INFO, "disco: ", address(st.nodes[st.last]), " failed (", tostring(state), " ",
                 tostring(code), "), trying another node of ", sid)
+    end
+    local tried = st.tried
+    if not tried then
+        tried = NONE_TRIED
+        if st.last > 0 then
+            tried = { [st.last] = true }
+            st.tried = tried
+        end
     end
     local rr = rr_states[sid]
     if not rr then
         rr = {}
         rr_states[sid] = rr
     end
-    local i = PICKERS[pick](st.nodes, rr, st.tried)
+    local i = PICKERS[pick](st.nodes, rr, tried)
     if not i then
         ngx.log(ngx.ERR, "disco: every node of ", sid, " was tried")
         return ngx.exit(ngx.ERROR)
     end
-    st.tried[i] = true
-    st.count = st.count + 1
+    if tried ~= NONE_TRIED then
+        tried[i] = true
+    end
+    st.last = i
     local node = st.nodes[i]
-    st.last = node.host .. ":" .. node.port
     local ok, err = ngx_balancer.set_current_peer(node.host, node.port)
     if not ok then
-        ngx.log(ngx.ERR, "disco: cannot use ", st.last, ": ", err)
+        ngx.log(ngx.ERR, "disco: cannot use ", address(node), ": ", err)
         return ngx.exit(ngx.ERROR)
     end
 end
@@ -142,9 +171,17 @@ function _M.log()
         return
     end
     local var = ngx.var
-    local addrs, statuses, times = var.upstream_addr, var.upstream_status,
-        var.upstream_response_time
+    local addrs = var.upstream_addr
     if not addrs then
+        return
+    end
+    local dict = resty.dict()
+    local statuses, times = var.upstream_status, var.upstream_response_time
+    -- One attempt (most requests): no separator in the address list, so
+    -- no splitting, no tables.
+    if not str_find(addrs, " ", 1, true) then
+        local secs = tonumber(times)
+        shared.push_feedback(dict, addrs, answered(statuses), secs and secs * 1000, conf.feedback_cap)
         return
     end
     -- "a, b : c": commas separate tries, colons internal redirects.
@@ -155,16 +192,12 @@ function _M.log()
     for t in (times or ""):gmatch("[^,:%s]+") do
         time_list[#time_list + 1] = t
     end
-    local dict = resty.dict()
     local n = 0
     addrs = addrs:gsub("%s+:%s+", ", ")
     for addr in addrs:gmatch("[^,%s]+") do
-        do
-            n = n + 1
-            local secs = tonumber(time_list[n])
-            shared.push_feedback(dict, addr, answered(status_list[n]),
-                                 secs and secs * 1000, conf.feedback_cap)
-        end
+        n = n + 1
+        local secs = tonumber(time_list[n])
+        shared.push_feedback(dict, addr, answered(status_list[n]), secs and secs * 1000, conf.feedback_cap)
     end
 end
 

@@ -32,7 +32,6 @@ local str_byte = string.byte
 local str_find = string.find
 local str_format = string.format
 local str_gsub = string.gsub
-local str_match = string.match
 local str_sub = string.sub
 local concat = table.concat
 local tonumber = tonumber
@@ -402,9 +401,14 @@ function _M.drain_feedback(dict, max, fn)
             break
         end
         n = n + 1
-        local address, ok, latency = str_match(record, "^([^\t]+)\t([01])\t(.*)$")
-        if address then
-            fn(address, ok == "1", tonumber(latency))
+        -- "address TAB 0|1 TAB latency": plain finds, no pattern captures
+        -- (this runs once per proxied request).
+        local tab = str_find(record, "\t", 1, true)
+        if tab and tab > 1 and str_sub(record, tab + 2, tab + 2) == "\t" then
+            local flag = str_byte(record, tab + 1)
+            if flag == 49 or flag == 48 then -- "1" or "0"
+                fn(str_sub(record, 1, tab - 1), flag == 49, tonumber(str_sub(record, tab + 3)))
+            end
         end
     end
     return n
