@@ -25,7 +25,10 @@
 --
 -- Load: Debian's `wrk` (-t1 -cCONNECTIONS -dSECONDS --latency) on loopback,
 -- the variants alternated RUNS times after a warm-up; median (min-max)
--- requests/s, p50/p99 latency, and the ratio to static of each run pair.
+-- requests/s, p50/p99 latency, the proxy workers' CPU per request, and the
+-- ratios to static of each run pair. On a shared machine req/s swings with
+-- the other load: BENCH_RPS_CALLGRIND=SECONDS adds a table of the proxy
+-- worker's instructions per request under callgrind, which does not.
 local rt = ...
 package.path = "./?.lua;bench/?.lua;" .. package.path
 local common = require "common"
@@ -219,11 +222,11 @@ local function to_ms(text)
 end
 
 -- One wrk run against `path`: { rps =, p50 =, p99 =, errors = "..." }.
-local function load(port, path, seconds)
+local function load(port, path, seconds, connections)
     local log = os.tmpname()
     local p = process.spawn({
-        argv = { WRK, "-t1", "-c" .. CONNECTIONS, "-d" .. seconds .. "s", "--latency", "--timeout", "5s",
-                 "http://127.0.0.1:" .. port .. path },
+        argv = { WRK, "-t1", "-c" .. (connections or CONNECTIONS), "-d" .. seconds .. "s", "--latency",
+                 "--timeout", "5s", "http://127.0.0.1:" .. port .. path },
         log = log,
     })
     live[p] = true
@@ -250,6 +253,73 @@ local function load(port, path, seconds)
         p99 = to_ms(out:match("\n%s*99%%%s+(%S+)") or ""),
         errors = out:match("Socket errors:[^\n]*"),
     }
+end
+
+-- Optional (BENCH_RPS_CALLGRIND=SECONDS): a second proxy, one worker, under
+-- valgrind's callgrind; per variant the worker's counters are zeroed, wrk
+-- -c1 runs SECONDS, and the dump's instruction count, less the owner's idle
+-- rate times the run's duration, is divided by the requests wrk counted.
+-- Instruction counts do not depend on the machine's other load.
+local function callgrind_dump_total(dir, pid, label)
+    os.execute(string.format("callgrind_control -d %s %d >/dev/null 2>&1", label, pid))
+    -- Dumps are numbered cg.PID.1, .2, ...: the newest one is this label's.
+    local p = io.popen(string.format("grep -l 'Trigger: dump %s$' %s/cg.%d.* 2>/dev/null", label, dir,
+                                     pid))
+    local file = p:read("*l")
+    p:close()
+    local total = file and tonumber(read_file(file):match("\nsummary: (%d+)"))
+    if not total then
+        error("callgrind: no dump for " .. label .. " in " .. dir, 0)
+    end
+    return total
+end
+
+local function instructions_per_request(registry, backend_ports, seconds)
+    local srv = nginx.new({ http = proxy_http(backend_ports), workers = 1, start_ms = 120000,
+                            vars = { registry = registry, sid = SID } })
+    local dir = srv.prefix .. "/callgrind"
+    os.execute("mkdir -p " .. process.quote(dir))
+    local wrapper = srv.prefix .. "/valgrind-nginx"
+    local f = assert(io.open(wrapper, "w"))
+    f:write(string.format("#!/bin/sh\nexec valgrind --tool=callgrind --smc-check=all-non-file --trace-children=yes "
+                          .. "--callgrind-out-file=%s/cg.%%p %s \"$@\"\n", dir, nginx.BINARY))
+    f:close()
+    os.execute("chmod +x " .. process.quote(wrapper))
+    local binary = nginx.BINARY
+    nginx.BINARY = wrapper
+    local ok, out = pcall(function()
+        srv:start()
+        nginx.BINARY = binary
+        local cjson = require "cjson"
+        wait("the list in the dict (callgrind)", 60000, function()
+            local st = cjson.decode(srv:get("/disco/status", 20).body)
+            return st.services[SID] and st.services[SID].nodes == BACKENDS
+        end)
+        local worker = srv:children()[1]
+        for _, v in ipairs(VARIANTS) do
+            load(srv.port, v.path, seconds, 1) -- warm-up: the JIT compiles under valgrind too
+        end
+        os.execute(string.format("callgrind_control -z %d >/dev/null 2>&1", worker))
+        local t0 = core.hrtime()
+        core.sleep(seconds * 1000)
+        local idle_rate = callgrind_dump_total(dir, worker, "idle") / (core.hrtime() - t0)
+        local per = {}
+        for _, v in ipairs(VARIANTS) do
+            os.execute(string.format("callgrind_control -z %d >/dev/null 2>&1", worker))
+            t0 = core.hrtime()
+            local r = load(srv.port, v.path, seconds, 1)
+            local elapsed = core.hrtime() - t0
+            local total = callgrind_dump_total(dir, worker, (v.path:gsub("%W", "")))
+            per[v.path] = (total - idle_rate * elapsed) / math.max(r.requests or 1, 1)
+        end
+        return per
+    end)
+    nginx.BINARY = binary
+    srv:destroy()
+    if not ok then
+        error(out, 0)
+    end
+    return out
 end
 
 common.run(rt, function(zk)
@@ -381,6 +451,22 @@ common.run(rt, function(zk)
                       { "variant", "req/s", "req/s to static", "p50 ms", "p99 ms", "proxy CPU us/req",
                         "CPU to static", "new backend conns" },
                       rows, notes)
+        local cg_seconds = tonumber(os.getenv("BENCH_RPS_CALLGRIND"))
+        if cg_seconds then
+            local per = instructions_per_request(registry, backend_ports, cg_seconds)
+            local cg_rows = {}
+            for _, v in ipairs(VARIANTS) do
+                cg_rows[#cg_rows + 1] = { v.name, string.format("%.0f", per[v.path]),
+                                          string.format("%+.0f", per[v.path] - per["/static"]),
+                                          results.ratio(per[v.path], per["/static"]) }
+            end
+            results.table("OpenResty: proxy worker instructions per request (callgrind)",
+                          { "variant", "instructions/request", "minus static", "to static" }, cg_rows,
+                          { string.format("one worker under valgrind --tool=callgrind, wrk -c1 -d%ds per variant "
+                                          .. "after a warm-up; the owner's idle instructions (the same "
+                                          .. "worker, measured alone) subtracted; independent of the "
+                                          .. "machine's load", cg_seconds) })
+        end
     end)
     for p in pairs(live) do
         stop_proc(p)

@@ -80,7 +80,8 @@ local server = {}
 server.__index = server
 
 --- A server (not started). `opts`: `http` (the http block's content),
--- `main` (main-context directives), `workers` (2), `vars`.
+-- `main` (main-context directives), `workers` (2), `vars`, `start_ms`
+-- (how long `start` waits for an answer, 10000; longer under valgrind).
 function _M.new(opts)
     local root = os.getenv("PWD") or shell_out("pwd"):gsub("%s+$", "")
     local build = os.getenv("BUILD") or "build"
@@ -216,7 +217,8 @@ local function http_ready(port)
 end
 
 --- Starts the master (foreground, under the watchdog) and waits until it
--- answers on its port (10 s at most); raises with the error log otherwise.
+-- answers on its port (`start_ms`, 10 s by default, at most); raises with
+-- the error log otherwise.
 function server:start()
     local argv = { _M.BINARY, "-p", self.opts.nginx_prefix or self.prefix, "-c", self.conf_path,
                    "-e", self.error_log }
@@ -229,7 +231,8 @@ function server:start()
         log = self.prefix .. "/stderr.log",
         env = sanitizer_env(),
     })
-    local deadline = process.now_ms() + 10000
+    local wait_ms = self.opts.start_ms or 10000
+    local deadline = process.now_ms() + wait_ms
     while process.now_ms() < deadline do
         if not process.alive(self.proc.pid, self.proc.start_time) then
             error("nginx exited at start:\n" .. (self:log() or "") .. (read_file(self.prefix
@@ -240,7 +243,8 @@ function server:start()
         end
         process.sleep(50)
     end
-    error("nginx did not answer on port " .. self.port .. " within 10 s:\n" .. (self:log() or ""), 2)
+    error("nginx did not answer on port " .. self.port .. " within " .. wait_ms / 1000 .. " s:\n"
+          .. (self:log() or ""), 2)
 end
 
 --- The master's PID.
