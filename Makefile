@@ -28,7 +28,7 @@ DEB_PACKAGES := build-essential pkg-config luajit2 libluajit2-5.1-dev \
   lua-busted lua-check luarocks clang-format valgrind libssl-dev \
   default-jdk-headless libhessian-java clang libclang-rt-14-dev \
   libhttp-parser-dev nginx libnginx-mod-http-lua lua-resty-core \
-  lua-resty-lrucache curl python3-kazoo
+  lua-resty-lrucache curl python3-kazoo etcd-server etcd-client
 
 # The C sources of the disco.core Lua module. rockspec/disco-scm-1.rockspec
 # lists the same files; spec/01-unit/rockspec_spec.lua checks that they agree.
