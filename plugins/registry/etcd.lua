@@ -242,6 +242,7 @@ open_instances = function(w)
     w.epoch = (w.epoch or 0) + 1
     local my_epoch = w.epoch
     if w.stream then
+        w.reconnects = (w.reconnects or 0) + w.stream.reconnects
         w.stream:close()
     end
     w.stream = stream.open(ctx, gw, w.base, codec.prefix_end(w.base), w.rev + 1, {
@@ -249,6 +250,7 @@ open_instances = function(w)
             if w.cancelled or my_epoch ~= w.epoch then
                 return
             end
+            w.events = (w.events or 0) + #events
             local changes, top = codec.event_changes(events, w.base)
             if top > w.rev then
                 w.rev = top
@@ -504,19 +506,24 @@ function M.cas_config(path, fn, cb)
 end
 
 --- The lease and watch counters (diagnostics, `disco serve`'s metrics
--- and the specs): `lease` (ID or nil), `grants`, `keepalives`, `losses`,
--- `relists`, `compactions`, `reconnects`.
+-- and the specs): `lease` (ID or nil), `grants`, `keepalives`, `losses`;
+-- over the live instance watches: `relists` (ranges read), `compactions`
+-- (re-lists forced by one), `reconnects` (streams resumed), `events`
+-- (watch events received).
 function M.stats()
-    local relists, compactions, reconnects = 0, 0, 0
+    local relists, compactions, reconnects, events = 0, 0, 0, 0
     for w in pairs(watches) do
-        relists = relists + (w.relists or 0)
-        compactions = compactions + (w.compactions or 0)
-        reconnects = reconnects + (w.stream and w.stream.reconnects or 0)
+        if w.kind == "instances" then
+            relists = relists + (w.relists or 0)
+            compactions = compactions + (w.compactions or 0)
+            reconnects = reconnects + (w.reconnects or 0) + (w.stream and w.stream.reconnects or 0)
+            events = events + (w.events or 0)
+        end
     end
     return { state = lease.state.id and "connected" or "idle", lease = lease.state.id,
              grants = lease.counters.grants, keepalives = lease.counters.keepalives,
              losses = lease.counters.losses, relists = relists, compactions = compactions,
-             reconnects = reconnects }
+             reconnects = reconnects, events = events }
 end
 
 -- A reload hands the lease (ID and registrations) and the live watches
@@ -537,6 +544,7 @@ function M.restore(state)
     watches = state.watches
     for w in pairs(watches) do
         if w.stream then
+            w.reconnects = (w.reconnects or 0) + w.stream.reconnects
             w.stream:close()
             w.stream = nil
         end

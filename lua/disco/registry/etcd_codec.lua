@@ -245,8 +245,14 @@ end
 
 -- An instance's identity, read by name like registry/zookeeper's: the
 -- key's creation and modification revisions and the lease it is bound to
--- (the registration's "session").
+-- (the registration's "session"). Held in array slots behind a read-only
+-- metatable, as registry/zookeeper keeps it.
+local IDENTITY_SLOTS = { created = 1, modified = 2, owner = 3 }
 local IDENTITY_MT = {
+    __index = function(t, k)
+        local slot = IDENTITY_SLOTS[k]
+        return slot and rawget(t, slot)
+    end,
     __newindex = function() error("an instance's identity is read-only", 2) end,
 }
 
@@ -260,11 +266,8 @@ function _M.kv_instance(kv, id, value)
     if not instance then
         return nil, why
     end
-    instance.identity = setmetatable({
-        created = _M.revision(kv.create_revision),
-        modified = _M.revision(kv.mod_revision),
-        owner = kv.lease or "0",
-    }, IDENTITY_MT)
+    instance.identity = setmetatable({ _M.revision(kv.create_revision), _M.revision(kv.mod_revision),
+                                       kv.lease or "0" }, IDENTITY_MT)
     return instance
 end
 
