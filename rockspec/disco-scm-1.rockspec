@@ -55,6 +55,8 @@ build = {
                 "core/dubbo_server.c",
                 "core/dubbo_client.c",
                 "core/http_server.c",
+                "core/http_client_response.c",
+                "core/http_client.c",
                 "core/pool.c",
                 "bindings/dl_core.c",
                 "bindings/dl_pcall.c",
@@ -73,6 +75,7 @@ build = {
                 "bindings/dl_hessian2.c",
                 "bindings/dl_dubbo.c",
                 "bindings/dl_http.c",
+                "bindings/dl_http_client.c",
             },
             defines = { "_GNU_SOURCE", "THREADED" },
             incdirs = {
