@@ -1,23 +1,12 @@
 -- Scaffolding of the specs that run registry/etcd against a real etcd
 -- (disco.testing.etcd): one server per spec file (started on first use,
 -- destroyed by the file's `teardown(etcd.teardown)`), a key prefix of its
--- own per test, and the argv of a `disco` process that can reach etcd.
---
--- Until the core has its own HTTP client, spec.support.etcd_http_shim
--- provides `loop:http_client` in this process, and child processes run the
--- CLI under luajit with the same shim (spec/support/etcd_disco.lua).
+-- own per test, and the argv of a `disco` process.
 local helpers = require "spec.helpers"
-local shim = require "spec.support.etcd_http_shim"
 
 local _M = {}
 
 local server
-local shimmed = shim.install()
-
---- Whether the HTTP client in use is the shim (not the core's).
-function _M.shimmed()
-    return shimmed
-end
 
 --- The etcd server of this spec file, started on first use.
 function _M.server()
@@ -46,14 +35,9 @@ function _M.url(tag, params)
     return "etcd://" .. _M.server().endpoint .. prefix .. (params and ("?" .. params) or ""), prefix
 end
 
---- The argv of `disco ARGS...` able to use etcd from another process.
+--- The argv of `disco ARGS...` (the binary under test).
 function _M.disco_argv(args)
-    local argv
-    if shimmed then
-        argv = { "luajit", "spec/support/etcd_disco.lua" }
-    else
-        argv = { helpers.disco_bin }
-    end
+    local argv = { helpers.disco_bin }
     for _, a in ipairs(args) do
         argv[#argv + 1] = a
     end

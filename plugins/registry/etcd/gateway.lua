@@ -90,6 +90,9 @@ function Gateway:call(path, body, cb)
             cb(err, doc)
         end
     end
+    if self.closed then
+        return -- the instance is going: its clients are (being) closed
+    end
     local client, ep, cerr = self:_client("unary")
     if not client then
         return self.ctx:after(0, function() answer(cerr or "EINVAL: no HTTP client") end)
@@ -126,6 +129,10 @@ function Gateway:stream(path, body, on_line, on_end)
             handle.cancelled = true
             on_end(err)
         end
+    end
+    if self.closed then
+        function handle.cancel() handle.cancelled = true end
+        return handle
     end
     local client, ep, cerr = self:_client("stream")
     if not client then
