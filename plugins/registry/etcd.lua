@@ -78,6 +78,7 @@ function M.init(c, conf)
     prefix = assert(codec.check_prefix(conf.prefix or conf.chroot))
     gw = gateway.new(ctx, conf.hosts, "registry " .. (conf.url or "etcd"))
     lease = lease_mod.new(ctx, gw, math.floor(tonumber(conf.ttl) or DEFAULT_TTL_S))
+    lease:start()
 end
 
 local function later(fn)
@@ -505,8 +506,11 @@ function M.cas_config(path, fn, cb)
     attempt()
 end
 
---- The lease and watch counters (diagnostics, `disco serve`'s metrics
--- and the specs): `lease` (ID or nil), `grants`, `keepalives`, `losses`;
+--- The connection, lease and watch counters (diagnostics, `disco
+-- serve`'s readiness and metrics, the specs): `state` ("connected" once
+-- etcd answered, "connecting" after a transport error), `connects`,
+-- `disconnects`, `generation` (leases granted), `expiries` (leases lost);
+-- `lease` (ID or nil), `grants`, `keepalives`, `losses`;
 -- over the live instance watches: `relists` (ranges read), `compactions`
 -- (re-lists forced by one), `reconnects` (streams resumed), `events`
 -- (watch events received).
@@ -520,7 +524,9 @@ function M.stats()
             events = events + (w.events or 0)
         end
     end
-    return { state = lease.state.id and "connected" or "idle", lease = lease.state.id,
+    return { state = gw.state, connects = gw.connects, disconnects = gw.disconnects,
+             generation = lease.counters.grants, expiries = lease.counters.losses,
+             lease = lease.state.id,
              grants = lease.counters.grants, keepalives = lease.counters.keepalives,
              losses = lease.counters.losses, relists = relists, compactions = compactions,
              reconnects = reconnects, events = events }

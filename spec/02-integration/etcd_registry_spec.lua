@@ -87,6 +87,8 @@ describe("registry/etcd #etcd", function()
         assert.same({ "127.0.0.1:20001", "127.0.0.1:20002" }, rec.ids())
         local first = rec.list[1]
         assert.equal(preg.stats().lease, first.identity.owner)
+        assert.equal("connected", creg.stats().state)
+        assert.equal(1, preg.stats().generation)
         assert.equal("r1", first.metadata["dubbo.metadata.revision"])
         -- The key holds the ZooKeeper adapter's JSON.
         local raw = ctl({ "get", "--print-value-only", prefix .. "/services/shop/127.0.0.1:20001" })
@@ -190,6 +192,34 @@ describe("registry/etcd #etcd", function()
         assert.equal(value, kept)
         -- Under the URL's prefix, nowhere else.
         assert.equal(value .. "\n", ctl({ "get", "--print-value-only", prefix .. path }))
+    end)
+
+    it("hands its lease, registrations and watches to the new version on a reload", function()
+        local prt, preg = runtime()
+        local crt, creg = runtime()
+        local rec = recorder(creg, "shop")
+        assert.is_nil(call({ prt, crt }, preg.register, instance(20051)))
+        assert.is_true(run_all({ prt, crt }, function() return rec.list and #rec.list == 1 end, 5000))
+        local lease = preg.stats().lease
+
+        assert(prt:reload("registry/etcd"))
+        assert(crt:reload("registry/etcd"))
+        local preg2, creg2 = prt:registry_of(url), crt:registry_of(url)
+        assert.is_not.equal(preg, preg2)
+        assert.is_not.equal(creg, creg2)
+        -- The new version keeps the lease alive past its TTL.
+        run_all({ prt, crt }, function() return false end, TTL_S * 1000 * 2)
+        assert.equal(lease, preg2.stats().lease)
+        assert.same({ "127.0.0.1:20051" }, rec.ids())
+        -- The watch goes on from where it was: no re-list, no repeat.
+        assert.is_nil(call({ prt, crt }, preg2.register, instance(20052)))
+        assert.is_true(run_all({ prt, crt }, function() return #rec.list == 2 end, 5000))
+        assert.equal(1, creg2.stats().relists)
+        assert.equal(2, rec.added)
+        assert.equal(0, rec.updated)
+        -- And the registration made before the reload is the new version's.
+        assert.is_nil(call({ prt, crt }, preg2.unregister, instance(20051)))
+        assert.is_true(run_all({ prt, crt }, function() return #rec.list == 1 end, 5000))
     end)
 
     it("removes a SIGKILLed provider process once its lease expires", function()

@@ -41,7 +41,18 @@ function _M.new(ctx, hosts, name)
         endpoints[i] = { host = host, port = port, hostport = hp }
     end
     return setmetatable({ ctx = ctx, endpoints = endpoints, current = 1, name = name or "etcd",
-                          closed = false }, Gateway)
+                          closed = false, state = "connecting", connects = 0, disconnects = 0 },
+                        Gateway)
+end
+
+-- The connection state the registry reports (`disco serve`'s readiness
+-- and metrics): "connected" once etcd answered, "connecting" after a
+-- transport error until it answers again.
+function Gateway:_answered()
+    if self.state ~= "connected" then
+        self.state = "connected"
+        self.connects = self.connects + 1
+    end
 end
 
 -- The client of the current endpoint for `kind` ("unary" or "stream"),
@@ -71,6 +82,10 @@ end
 
 -- A transport error on `ep`: later requests go to the next endpoint.
 function Gateway:_failed(ep, err)
+    if self.state == "connected" then
+        self.state = "connecting"
+        self.disconnects = self.disconnects + 1
+    end
     if self.endpoints[self.current] == ep and #self.endpoints > 1 then
         self.current = self.current % #self.endpoints + 1
         self.ctx.log:warn("%s: %s; switching to %s", ep.hostport, tostring(err),
@@ -105,6 +120,7 @@ function Gateway:call(path, body, cb)
             end
             return answer(err)
         end
+        self:_answered()
         local doc, derr = codec.decode(res.body)
         if not doc then
             return answer(derr)
@@ -149,6 +165,7 @@ function Gateway:stream(path, body, on_line, on_end)
             if handle.cancelled or self.closed or line == "" then
                 return
             end
+            self:_answered()
             if status ~= 200 then
                 return on_line("EETCD: HTTP " .. tostring(status) .. " from " .. path .. ": " .. line:sub(1, 200))
             end

@@ -31,9 +31,6 @@ end
 function Lease:adopt(state, counters)
     self.state = state
     self.counters = counters or self.counters
-    if state.id then
-        self:_start_heartbeat()
-    end
 end
 
 --- cb(err, id) with a live lease, granted on first use.
@@ -57,7 +54,6 @@ function Lease:ensure(cb)
             state.id = doc.ID
             self.counters.grants = self.counters.grants + 1
             self.ctx.log:info("lease %s granted (TTL %s s)", doc.ID, tostring(doc.TTL))
-            self:_start_heartbeat()
         end
         for _, w in ipairs(waiting) do
             w(err, state.id)
@@ -65,7 +61,10 @@ function Lease:ensure(cb)
     end)
 end
 
-function Lease:_start_heartbeat()
+--- Starts the heartbeat: a keepalive of the lease while there is one,
+-- else a status request, so that the gateway's connection state stays
+-- current for a plugin that only watches.
+function Lease:start()
     if self.timer then
         return
     end
@@ -76,10 +75,15 @@ end
 function Lease:_keepalive()
     local state = self.state
     local id = state.id
-    if not id or self.beating then
+    if self.beating then
         return
     end
     self.beating = true
+    if not id then
+        return self.gw:call("/v3/maintenance/status", "{}", function()
+            self.beating = false
+        end)
+    end
     self.gw:call("/v3/lease/keepalive", codec.encode({ ID = id }), function(err, doc)
         self.beating = false
         if err then
