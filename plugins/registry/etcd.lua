@@ -101,17 +101,26 @@ end
 M.register = checked(function(instance, cb)
     local key = codec.instance_key(prefix, instance)
     local value = encode(instance)
-    lease:ensure(function(err, id)
-        if err then
-            return cb(err)
-        end
-        gw:call("/v3/kv/put", codec.put_request(key, value, id), function(perr)
-            if not perr then
-                lease.state.regs[key] = value
+    local function put(retry)
+        lease:ensure(function(err, id)
+            if err then
+                return cb(err)
             end
-            cb(perr)
+            gw:call("/v3/kv/put", codec.put_request(key, value, id), function(perr)
+                if perr and retry and perr:match("lease not found") then
+                    -- Expired before the heartbeat noticed: a new lease,
+                    -- and this put once more.
+                    lease:lost(id)
+                    return put(false)
+                end
+                if not perr then
+                    lease.state.regs[key] = value
+                end
+                cb(perr)
+            end)
         end)
-    end)
+    end
+    put(true)
 end, later)
 
 --- Replaces the data of this plugin's registration; cb(err): ENONODE when

@@ -57,7 +57,7 @@ describe("provider and consumer flows #etcd", function()
         end
     end)
 
-    it("reads 300 instances in 3 revisions with exactly 3 metadata fetches", function()
+    it("reads 1,000 instances in 3 revisions with exactly 3 metadata fetches", function()
         local prt, crt = runtime(), runtime()
         local consumer = crt:consumer({ registry = url })
         local last
@@ -65,8 +65,8 @@ describe("provider and consumer flows #etcd", function()
         assert.is_true(run_all({ crt }, function() return last ~= nil end, 10000))
         assert.equal(0, #last)
 
-        local pending, failed = 300, {}
-        for i = 1, 300 do
+        local pending, failed = 1000, {}
+        for i = 1, 1000 do
             local p = prt:provider({ registry = url, app = "shop", host = "127.0.0.1", port = 20000 + i,
                                      storage = "remote", mapping = false, revision_port = false })
             export_for(p, i % 3, 20000 + i)
@@ -76,7 +76,7 @@ describe("provider and consumer flows #etcd", function()
             end)
         end
         assert.is_true(run_all({ prt, crt }, function()
-            return pending == 0 and #last == 300
+            return pending == 0 and #last == 1000
         end, 60000), "list has " .. #last .. " entries, " .. pending .. " pending")
         assert.same({}, failed)
         local counters = consumer:counters()

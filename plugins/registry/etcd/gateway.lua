@@ -10,9 +10,11 @@ local codec = require "disco.registry.etcd_codec"
 
 local _M = {}
 
--- Unary calls are small and etcd answers them in milliseconds; 5 s means
--- the member is in trouble and another should be tried.
-local CALL_TIMEOUT_MS = 5000
+-- Unary calls are small and etcd answers them in milliseconds: 10 s
+-- without a byte on a connection means the member is in trouble. (No
+-- deadline per request: under a burst, say 1,000 registrations at once,
+-- requests queue for the connections, and the wait is no failure.)
+local READ_TIMEOUT_MS = 10000
 local CONNECT_TIMEOUT_MS = 3000
 -- A gateway answer is a few kilobytes per key; ranges of thousands of
 -- instances stay well under this.
@@ -55,8 +57,10 @@ function Gateway:_answered()
     end
 end
 
--- The client of the current endpoint for `kind` ("unary" or "stream"),
--- opened on first use.
+-- The client of the current endpoint for `kind`, opened on first use:
+-- "unary" (calls), "stream" (watches) or "lease" (the heartbeat, on a
+-- connection of its own so that it never waits behind a burst of calls:
+-- a keepalive queued past the TTL would lose the lease).
 function Gateway:_client(kind)
     local ep = self.endpoints[self.current]
     local client = ep[kind]
@@ -66,11 +70,11 @@ function Gateway:_client(kind)
     local err
     client, err = self.ctx:http_client({
         host = ep.host, port = ep.port,
-        name = self.name .. " " .. ep.hostport .. (kind == "stream" and " (watch)" or ""),
+        name = self.name .. " " .. ep.hostport .. (kind ~= "unary" and (" (" .. kind .. ")") or ""),
         connect_timeout = CONNECT_TIMEOUT_MS,
         -- A watch may be silent for as long as nothing changes.
-        read_timeout = kind == "stream" and 0 or CALL_TIMEOUT_MS,
-        max_connections = kind == "stream" and MAX_STREAMS or 8,
+        read_timeout = kind == "stream" and 0 or READ_TIMEOUT_MS,
+        max_connections = (kind == "stream" and MAX_STREAMS) or (kind == "lease" and 1) or 8,
         max_body_bytes = MAX_BODY_BYTES,
     })
     if not client then
@@ -97,9 +101,16 @@ local function transport_error(err)
     return not err:match("^EETCD") and not err:match("^EPROTO") and not err:match("^EMSGSIZE")
 end
 
+-- Nothing reached etcd: the request may go to another endpoint as is.
+local function not_sent(err)
+    return err:match("^ECONNREFUSED") ~= nil or err:match("^ETIMEDOUT: connect") ~= nil
+end
+
 --- POSTs `body` to `path`; cb(err, doc) with the decoded answer, on a
--- later loop turn. Nothing is called once the gateway is closed.
-function Gateway:call(path, body, cb)
+-- later loop turn. A request that could not connect is tried on each
+-- other endpoint once. Nothing is called once the gateway is closed.
+-- `kind`: the client to use, "unary" by default (see _client).
+function Gateway:call(path, body, cb, kind, tried)
     local function answer(err, doc)
         if not self.closed then
             cb(err, doc)
@@ -108,15 +119,20 @@ function Gateway:call(path, body, cb)
     if self.closed then
         return -- the instance is going: its clients are (being) closed
     end
-    local client, ep, cerr = self:_client("unary")
+    tried = tried or 1
+    kind = kind or "unary"
+    local client, ep, cerr = self:_client(kind)
     if not client then
         return self.ctx:after(0, function() answer(cerr or "EINVAL: no HTTP client") end)
     end
-    local req, rerr = client:request({ method = "POST", path = path, headers = JSON, body = body,
-                                       timeout = CALL_TIMEOUT_MS }, function(err, res)
+    local req, rerr = client:request({ method = "POST", path = path, headers = JSON, body = body },
+                                     function(err, res)
         if err then
             if transport_error(err) then
                 self:_failed(ep, err)
+                if not_sent(err) and tried < #self.endpoints and not self.closed then
+                    return self:call(path, body, cb, kind, tried + 1)
+                end
             end
             return answer(err)
         end

@@ -82,7 +82,7 @@ function Lease:_keepalive()
     if not id then
         return self.gw:call("/v3/maintenance/status", "{}", function()
             self.beating = false
-        end)
+        end, "lease")
     end
     self.gw:call("/v3/lease/keepalive", codec.encode({ ID = id }), function(err, doc)
         self.beating = false
@@ -96,16 +96,18 @@ function Lease:_keepalive()
             self.counters.keepalives = self.counters.keepalives + 1
             return
         end
-        if state.id == id then
-            self:_lost(id)
-        end
-    end)
+        self:lost(id)
+    end, "lease")
 end
 
--- etcd says the lease is gone, and its keys with it: a new lease, and the
--- registrations written again where nobody else wrote since.
-function Lease:_lost(id)
+--- etcd says lease `id` is gone, and its keys with it: a new lease, and
+-- the registrations written again where nobody else wrote since. Nothing
+-- when `id` is not the current lease any more (already replaced).
+function Lease:lost(id)
     local state = self.state
+    if state.id ~= id then
+        return
+    end
     self.counters.losses = self.counters.losses + 1
     self.ctx.log:warn("lease %s lost; registering again under a new lease", id)
     state.id = nil
