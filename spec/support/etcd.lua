@@ -11,10 +11,11 @@ local server
 --- The etcd server of this spec file, started on first use.
 function _M.server()
     if not server then
+        -- Kept before it starts, so that teardown removes its directory
+        -- even when the start fails.
         server = require("disco.testing.etcd").server()
-        server:start()
     end
-    return server
+    return server:start()
 end
 
 --- For the file's `teardown`: destroys the server.
