@@ -131,6 +131,8 @@ static void disco__req_end(disco_http_creq_t *req, int err,
   disco__list_remove(&req->link);
   disco__list_remove(&req->qlink);
   req->state = DISCO__HC_DONE;
+  if (req->deadline != UINT64_MAX)
+    disco__hc_arm(req->client); /* a later deadline, or none */
   disco__hcres_view(&req->res, &view);
   req->in_cb++;
   req->on_done(req, err, message, &view, req->arg);
@@ -234,6 +236,15 @@ static void disco__conn_timer_cb(uv_timer_t *timer) {
   }
 }
 
+/* An idle pooled connection waits for the next request without keeping
+ * the loop alive: only requests do, so that a script whose requests are
+ * all answered can end. */
+static void disco__conn_idle(disco__hcconn_t *conn) {
+  disco__conn_timer(conn, DISCO__HC_TIMER_IDLE);
+  uv_unref((uv_handle_t *)&conn->tcp);
+  uv_unref((uv_handle_t *)&conn->timer);
+}
+
 static void disco__conn_write_cb(uv_write_t *req, int status) {
   disco__hcwrite_t *w = (disco__hcwrite_t *)req;
 
@@ -256,6 +267,8 @@ static void disco__conn_send(disco__hcconn_t *conn, disco_http_creq_t *req) {
   conn->req = req;
   req->conn = conn;
   c->stats.active++;
+  uv_ref((uv_handle_t *)&conn->tcp);
+  uv_ref((uv_handle_t *)&conn->timer);
   disco__hcres_reset(&req->res, c->opts.max_header_bytes,
                      c->opts.max_body_bytes, req->on_data != NULL,
                      req->head_only);
@@ -435,7 +448,7 @@ static void disco__conn_complete(disco__hcconn_t *conn,
   c->stats.active--;
   if (keep) {
     conn->used = 1;
-    disco__conn_timer(conn, DISCO__HC_TIMER_IDLE);
+    disco__conn_idle(conn);
   } else {
     disco__conn_close(conn);
   }
@@ -567,7 +580,7 @@ static void disco__conn_connect_cb(uv_connect_t *creq, int status) {
     c->stats.active--;
     disco__conn_send(conn, req);
   } else {
-    disco__conn_timer(conn, DISCO__HC_TIMER_IDLE);
+    disco__conn_idle(conn);
     disco__hc_dispatch(c);
   }
 }
@@ -928,6 +941,8 @@ void disco_http_client_cancel(disco_http_creq_t *req) {
   req->state = DISCO__HC_CANCELED;
   disco__list_remove(&req->link);
   disco__list_remove(&req->qlink);
+  if (req->deadline != UINT64_MAX)
+    disco__hc_arm(req->client);
   if (req->conn != NULL)
     disco__conn_detach(req->conn);
   disco__req_maybe_free(req);
