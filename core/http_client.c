@@ -50,7 +50,8 @@ struct disco_http_creq_s {
   char *out;             /* the request's bytes, kept for a resend */
   size_t out_len;
   int head_only;
-  uint64_t deadline; /* loop time; UINT64_MAX: none */
+  uint64_t deadline;        /* loop time; UINT64_MAX: none */
+  uint64_t read_timeout_ms; /* 0: none */
   disco_http_headers_cb on_headers;
   disco_http_data_cb on_data;
   disco_http_done_cb on_done;
@@ -209,7 +210,7 @@ static void disco__conn_timer(disco__hcconn_t *conn, int kind) {
   if (kind == DISCO__HC_TIMER_CONNECT)
     ms = c->opts.connect_timeout_ms;
   else if (kind == DISCO__HC_TIMER_READ)
-    ms = c->opts.read_timeout_ms;
+    ms = conn->req != NULL ? conn->req->read_timeout_ms : 0;
   else if (kind == DISCO__HC_TIMER_IDLE)
     ms = c->opts.idle_timeout_ms;
   if (ms == 0)
@@ -223,6 +224,8 @@ static void disco__conn_timer_cb(uv_timer_t *timer) {
   disco_http_client_t *c = conn->client;
   char why[128];
 
+  if (conn->timer_kind == DISCO__HC_TIMER_READ && conn->req == NULL)
+    return;
   if (conn->timer_kind == DISCO__HC_TIMER_IDLE) {
     disco__conn_close(conn);
   } else if (conn->timer_kind == DISCO__HC_TIMER_CONNECT) {
@@ -231,7 +234,7 @@ static void disco__conn_timer_cb(uv_timer_t *timer) {
     disco__conn_fail(conn, DISCO_ETIMEDOUT, why);
   } else if (conn->timer_kind == DISCO__HC_TIMER_READ) {
     snprintf(why, sizeof(why), "%s: no response byte within %llu ms", c->peer,
-             (unsigned long long)c->opts.read_timeout_ms);
+             (unsigned long long)conn->req->read_timeout_ms);
     disco__conn_fail(conn, DISCO_ETIMEDOUT, why);
   }
 }
@@ -366,6 +369,8 @@ static const char *disco__find(const char *hay, size_t len, const char *needle,
                                size_t nlen) {
   size_t i;
 
+  if (len < nlen)
+    return NULL; /* also when hay is NULL (nothing buffered yet) */
   if (nlen == 1)
     return memchr(hay, needle[0], len);
   for (i = 0; i + nlen <= len; i++)
@@ -392,7 +397,7 @@ static int disco__deliver_stream(disco__hcconn_t *conn, disco_http_creq_t *req,
     res->body_len = 0;
     return disco__still_on(conn, req) ? 0 : -1;
   }
-  for (;;) {
+  while (res->body_len > start) {
     size_t from = req->scanned > start ? req->scanned : start;
     const char *hit;
     size_t len;
@@ -898,6 +903,7 @@ int disco_http_client_request(disco_http_client_t *c,
   int err;
 
   if (c == NULL || r == NULL || r->on_done == NULL || out == NULL ||
+      r->read_timeout_ms < DISCO_HTTP_NO_READ_TIMEOUT ||
       r->split_len > DISCO__HC_MAX_SPLIT ||
       (r->split_len > 0 && (r->split == NULL || r->on_data == NULL)))
     return DISCO_EINVAL;
@@ -916,6 +922,10 @@ int disco_http_client_request(disco_http_client_t *c,
   req->head_only = strcmp(method, "HEAD") == 0;
   req->deadline =
       r->timeout_ms > 0 ? uv_now(&c->loop->uv) + r->timeout_ms : UINT64_MAX;
+  if (r->read_timeout_ms == 0)
+    req->read_timeout_ms = c->opts.read_timeout_ms;
+  else if (r->read_timeout_ms > 0)
+    req->read_timeout_ms = (uint64_t)r->read_timeout_ms;
   req->on_headers = r->on_headers;
   req->on_data = r->on_data;
   req->on_done = r->on_done;

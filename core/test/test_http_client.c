@@ -796,7 +796,7 @@ void test_http_client_queue(ctest_t *t) {
   if (ctest_failed(t))
     return;
   for (i = 0; i < TEST_HC_REQS; i++) {
-    static char paths[TEST_HC_REQS][8];
+    static char paths[TEST_HC_REQS][16];
     snprintf(paths[i], sizeof(paths[i]), "/%d", i);
     ASSERT_OK(t, test_hc_request(&ctx, i, NULL, paths[i], NULL));
   }
