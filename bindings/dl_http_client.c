@@ -8,7 +8,7 @@
  *                     max_body_bytes = 8388608 }
  *     -> client | nil, "EINVAL: ...", "EINVAL"
  *   client:request({ method =, path =, headers =, body =, timeout =,
- *                    on_headers =, on_data =, split = },
+ *                    read_timeout =, on_headers =, on_data =, split = },
  *                  function(err, res) end)
  *     -> req | nil, err, ename
  *   req:cancel(), client:stats(), client:close()
@@ -80,6 +80,7 @@ static const dl_hc_opt_t dl_hc_request_opts[] = {
   { "headers", DL_HC_TABLE, 0, 0 },
   { "body", DL_HC_STRING, 0, 0 },
   { "timeout", DL_HC_NUMBER, 0, 86400000 },
+  { "read_timeout", DL_HC_NUMBER, 0, 86400000 },
   { "on_headers", DL_HC_FUNCTION, 0, 0 },
   { "on_data", DL_HC_FUNCTION, 0, 0 },
   { "split", DL_HC_STRING, 0, 0 },
@@ -353,6 +354,12 @@ static int dl_hc_request(lua_State *L) {
   r.body = dl_hc_string(L, 2, "body", &r.body_len);
   r.split = dl_hc_string(L, 2, "split", &r.split_len);
   r.timeout_ms = (uint64_t)dl_hc_number(L, 2, "timeout", 0);
+  /* Lua's 0 is "none"; absent is the client's. */
+  r.read_timeout_ms = (int64_t)dl_hc_number(L, 2, "read_timeout", -2);
+  if (r.read_timeout_ms == 0)
+    r.read_timeout_ms = DISCO_HTTP_NO_READ_TIMEOUT;
+  else if (r.read_timeout_ms == -2)
+    r.read_timeout_ms = 0;
   if (r.path == NULL || r.path[0] != '/')
     return dl_hc_einval(L, "path must start with \"/\"");
   lua_getfield(L, 2, "on_data");    /* 4 */

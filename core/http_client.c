@@ -50,7 +50,8 @@ struct disco_http_creq_s {
   char *out;             /* the request's bytes, kept for a resend */
   size_t out_len;
   int head_only;
-  uint64_t deadline; /* loop time; UINT64_MAX: none */
+  uint64_t deadline;        /* loop time; UINT64_MAX: none */
+  uint64_t read_timeout_ms; /* 0: none */
   disco_http_headers_cb on_headers;
   disco_http_data_cb on_data;
   disco_http_done_cb on_done;
@@ -131,6 +132,8 @@ static void disco__req_end(disco_http_creq_t *req, int err,
   disco__list_remove(&req->link);
   disco__list_remove(&req->qlink);
   req->state = DISCO__HC_DONE;
+  if (req->deadline != UINT64_MAX)
+    disco__hc_arm(req->client); /* a later deadline, or none */
   disco__hcres_view(&req->res, &view);
   req->in_cb++;
   req->on_done(req, err, message, &view, req->arg);
@@ -207,7 +210,7 @@ static void disco__conn_timer(disco__hcconn_t *conn, int kind) {
   if (kind == DISCO__HC_TIMER_CONNECT)
     ms = c->opts.connect_timeout_ms;
   else if (kind == DISCO__HC_TIMER_READ)
-    ms = c->opts.read_timeout_ms;
+    ms = conn->req != NULL ? conn->req->read_timeout_ms : 0;
   else if (kind == DISCO__HC_TIMER_IDLE)
     ms = c->opts.idle_timeout_ms;
   if (ms == 0)
@@ -221,6 +224,8 @@ static void disco__conn_timer_cb(uv_timer_t *timer) {
   disco_http_client_t *c = conn->client;
   char why[128];
 
+  if (conn->timer_kind == DISCO__HC_TIMER_READ && conn->req == NULL)
+    return;
   if (conn->timer_kind == DISCO__HC_TIMER_IDLE) {
     disco__conn_close(conn);
   } else if (conn->timer_kind == DISCO__HC_TIMER_CONNECT) {
@@ -229,9 +234,18 @@ static void disco__conn_timer_cb(uv_timer_t *timer) {
     disco__conn_fail(conn, DISCO_ETIMEDOUT, why);
   } else if (conn->timer_kind == DISCO__HC_TIMER_READ) {
     snprintf(why, sizeof(why), "%s: no response byte within %llu ms", c->peer,
-             (unsigned long long)c->opts.read_timeout_ms);
+             (unsigned long long)conn->req->read_timeout_ms);
     disco__conn_fail(conn, DISCO_ETIMEDOUT, why);
   }
+}
+
+/* An idle pooled connection waits for the next request without keeping
+ * the loop alive: only requests do, so that a script whose requests are
+ * all answered can end. */
+static void disco__conn_idle(disco__hcconn_t *conn) {
+  disco__conn_timer(conn, DISCO__HC_TIMER_IDLE);
+  uv_unref((uv_handle_t *)&conn->tcp);
+  uv_unref((uv_handle_t *)&conn->timer);
 }
 
 static void disco__conn_write_cb(uv_write_t *req, int status) {
@@ -256,6 +270,8 @@ static void disco__conn_send(disco__hcconn_t *conn, disco_http_creq_t *req) {
   conn->req = req;
   req->conn = conn;
   c->stats.active++;
+  uv_ref((uv_handle_t *)&conn->tcp);
+  uv_ref((uv_handle_t *)&conn->timer);
   disco__hcres_reset(&req->res, c->opts.max_header_bytes,
                      c->opts.max_body_bytes, req->on_data != NULL,
                      req->head_only);
@@ -353,6 +369,8 @@ static const char *disco__find(const char *hay, size_t len, const char *needle,
                                size_t nlen) {
   size_t i;
 
+  if (len < nlen)
+    return NULL; /* also when hay is NULL (nothing buffered yet) */
   if (nlen == 1)
     return memchr(hay, needle[0], len);
   for (i = 0; i + nlen <= len; i++)
@@ -379,7 +397,7 @@ static int disco__deliver_stream(disco__hcconn_t *conn, disco_http_creq_t *req,
     res->body_len = 0;
     return disco__still_on(conn, req) ? 0 : -1;
   }
-  for (;;) {
+  while (res->body_len > start) {
     size_t from = req->scanned > start ? req->scanned : start;
     const char *hit;
     size_t len;
@@ -435,7 +453,7 @@ static void disco__conn_complete(disco__hcconn_t *conn,
   c->stats.active--;
   if (keep) {
     conn->used = 1;
-    disco__conn_timer(conn, DISCO__HC_TIMER_IDLE);
+    disco__conn_idle(conn);
   } else {
     disco__conn_close(conn);
   }
@@ -567,7 +585,7 @@ static void disco__conn_connect_cb(uv_connect_t *creq, int status) {
     c->stats.active--;
     disco__conn_send(conn, req);
   } else {
-    disco__conn_timer(conn, DISCO__HC_TIMER_IDLE);
+    disco__conn_idle(conn);
     disco__hc_dispatch(c);
   }
 }
@@ -885,6 +903,7 @@ int disco_http_client_request(disco_http_client_t *c,
   int err;
 
   if (c == NULL || r == NULL || r->on_done == NULL || out == NULL ||
+      r->read_timeout_ms < DISCO_HTTP_NO_READ_TIMEOUT ||
       r->split_len > DISCO__HC_MAX_SPLIT ||
       (r->split_len > 0 && (r->split == NULL || r->on_data == NULL)))
     return DISCO_EINVAL;
@@ -903,6 +922,10 @@ int disco_http_client_request(disco_http_client_t *c,
   req->head_only = strcmp(method, "HEAD") == 0;
   req->deadline =
       r->timeout_ms > 0 ? uv_now(&c->loop->uv) + r->timeout_ms : UINT64_MAX;
+  if (r->read_timeout_ms == 0)
+    req->read_timeout_ms = c->opts.read_timeout_ms;
+  else if (r->read_timeout_ms > 0)
+    req->read_timeout_ms = (uint64_t)r->read_timeout_ms;
   req->on_headers = r->on_headers;
   req->on_data = r->on_data;
   req->on_done = r->on_done;
@@ -928,6 +951,8 @@ void disco_http_client_cancel(disco_http_creq_t *req) {
   req->state = DISCO__HC_CANCELED;
   disco__list_remove(&req->link);
   disco__list_remove(&req->qlink);
+  if (req->deadline != UINT64_MAX)
+    disco__hc_arm(req->client);
   if (req->conn != NULL)
     disco__conn_detach(req->conn);
   disco__req_maybe_free(req);

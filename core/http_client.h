@@ -34,6 +34,9 @@ extern "C" {
 #endif
 
 typedef struct disco_http_client_s disco_http_client_t;
+
+/* disco_http_client_request_t.read_timeout_ms: no read timeout. */
+#define DISCO_HTTP_NO_READ_TIMEOUT (-1)
 typedef struct disco_http_creq_s disco_http_creq_t;
 
 typedef struct {
@@ -80,7 +83,11 @@ typedef struct {
   size_t nheaders;
   const char *body; /* NULL: none */
   size_t body_len;
-  uint64_t timeout_ms;              /* the whole request; 0: none */
+  uint64_t timeout_ms; /* the whole request; 0: none */
+  /* Silence allowed while this request waits or streams: 0 the client's
+   * read_timeout_ms, DISCO_HTTP_NO_READ_TIMEOUT none (a watch stream that
+   * may be quiet for long), else ms. */
+  int64_t read_timeout_ms;
   disco_http_headers_cb on_headers; /* optional */
   disco_http_data_cb on_data;       /* optional: stream the body */
   const char *split;                /* with on_data: record delimiter */

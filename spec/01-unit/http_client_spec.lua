@@ -398,6 +398,56 @@ describe("loop:http_client", function()
             c:close()
         end)
 
+        it("lets a request choose its own read_timeout (0: none, for watches)", function()
+            local c = client({ read_timeout = 50 })
+            local err = fetch(c, { path = "/silent", read_timeout = 0, timeout = 300 })
+            assert.matches("^ETIMEDOUT: .*within its timeout", err)
+            local c2 = client({ read_timeout = 0 })
+            err = fetch(c2, { path = "/silent", read_timeout = 50 })
+            assert.matches("^ETIMEDOUT: .*no response byte within 50 ms", err)
+            c:close()
+            c2:close()
+        end)
+
+        it("runs a request whose box was dropped to its end", function()
+            local c = client()
+            local done, body = false, nil
+            c:request({ path = "/ok" }, function(err, res)
+                assert.is_nil(err)
+                done, body = true, res.body
+            end)
+            collectgarbage()
+            collectgarbage()
+            wait_for(function()
+                return done
+            end)
+            assert.equals("ok GET ", body)
+            c:close()
+        end)
+
+        it("lets loop:run() end while only idle pooled connections remain", function()
+            server:close() -- the listener would keep the loop running
+            local c = client({ idle_timeout = 60000 })
+            local done = false
+            c:request({ path = "/ok" }, function(err)
+                assert.is_nil(err)
+                done = true
+            end)
+            -- A bound that does not itself keep the loop running: should
+            -- run() hang, the guard closes the client and the test fails.
+            local guard = assert(loop:timer("guard"))
+            guard:start(10000, 0, function()
+                c:close()
+            end)
+            guard:unref()
+            loop:run()
+            guard:close()
+            assert.is_true(done)
+            assert.is_false(c:is_closed())
+            assert.equals(1, c:stats().idle)
+            c:close()
+        end)
+
         it("sends again, once, when a pooled connection turns out closed", function()
             local c = client()
             local err, res = fetch(c, { path = "/stale" })
