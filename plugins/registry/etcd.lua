@@ -79,6 +79,13 @@ function M.init(c, conf)
     gw = gateway.new(ctx, conf.hosts, "registry " .. (conf.url or "etcd"))
     lease = lease_mod.new(ctx, gw, math.floor(tonumber(conf.ttl) or DEFAULT_TTL_S))
     lease:start()
+    gw.on_reconnect = function()
+        for w in pairs(watches) do
+            if w.stream then
+                w.stream:resume()
+            end
+        end
+    end
 end
 
 local function later(fn)

@@ -300,6 +300,47 @@ describe("registry/etcd #etcd", function()
         assert.equal(0, preg.stats().losses)
     end)
 
+    it("comes back from a black-holed connection with every change once", function()
+        -- The consumer reaches etcd through the chaos suite's fault proxy.
+        local px = require("spec.support.chaos.proxy").start({ etcd.server().port },
+                                                              helpers.tmpdir() .. "/proxy.log")
+        finally(function() px:stop() end)
+        local direct = url
+        url = url:gsub("^etcd://[^/]+", "etcd://127.0.0.1:" .. px.routes[1])
+        local crt, creg = runtime()
+        url = direct
+        local prt, preg = runtime()
+        local rec = recorder(creg, "shop")
+        assert.is_nil(call({ prt, crt }, preg.register, instance(20071)))
+        assert.is_true(run_all({ prt, crt }, function() return rec.list and #rec.list == 1 end, 5000))
+        local before = creg.stats()
+
+        -- Nothing passes; the consumer's status calls time out (10 s
+        -- without a byte) and it counts itself disconnected.
+        px:must("blackhole")
+        assert.is_nil(call({ prt }, preg.register, instance(20072)))
+        assert.is_nil(call({ prt }, preg.unregister, instance(20071)))
+        assert.is_true(run_all({ prt, crt }, function() return creg.stats().state == "connecting" end, 20000))
+        assert.is_nil(call({ prt }, preg.register, instance(20073)))
+
+        px:must("pass")
+        assert.is_true(run_all({ prt, crt }, function()
+            return creg.stats().state == "connected" and #rec.list == 2
+        end, 15000), "ids: " .. table.concat(rec.ids(), " "))
+        run_all({ prt, crt }, function() return false end, 1000)
+        local after = creg.stats()
+        assert.same({ "127.0.0.1:20072", "127.0.0.1:20073" }, rec.ids())
+        -- The watch was re-opened from its revision once etcd answered
+        -- again, and still saw each of the three changes exactly once,
+        -- without a re-list.
+        assert.is_true(after.reconnects > before.reconnects)
+        assert.equal(before.events + 3, after.events)
+        assert.equal(1, after.relists)
+        assert.is_true(after.disconnects >= 1)
+        assert.equal(3, rec.added)
+        assert.equal(1, rec.removed)
+    end)
+
     it("re-lists after a compaction and delivers only the real differences", function()
         local prt, preg = runtime()
         local crt, creg = runtime()

@@ -48,12 +48,21 @@ function _M.new(ctx, hosts, name)
 end
 
 -- The connection state the registry reports (`disco serve`'s readiness
--- and metrics): "connected" once etcd answered, "connecting" after a
--- transport error until it answers again.
+-- and metrics): "connected" once etcd answered a call, "connecting" after
+-- a transport error until it answers again. (The heartbeat makes a call
+-- every third of the TTL, so the state follows etcd even when idle.)
+-- Back after a transport error, `on_reconnect` (if set) runs: the watch
+-- streams are then re-opened from their revisions, since a stream that
+-- went silent through the outage (a black-holed connection) would never
+-- notice by itself (it has no read timeout).
 function Gateway:_answered()
     if self.state ~= "connected" then
+        local back = self.connects > 0
         self.state = "connected"
         self.connects = self.connects + 1
+        if back and self.on_reconnect then
+            self.on_reconnect()
+        end
     end
 end
 
@@ -181,7 +190,9 @@ function Gateway:stream(path, body, on_line, on_end)
             if handle.cancelled or self.closed or line == "" then
                 return
             end
-            self:_answered()
+            -- (Streams leave the connection state to the unary calls: a
+            -- stream answering must not re-open the streams from inside
+            -- its own delivery.)
             if status ~= 200 then
                 return on_line("EETCD: HTTP " .. tostring(status) .. " from " .. path .. ": " .. line:sub(1, 200))
             end

@@ -59,7 +59,26 @@ function Stream:_retry(why)
     self.retry_ms = math.min(self.retry_ms * 2, RETRY_MAX_MS)
     self.ctx.log:info("watch of %s: %s; resuming from revision %d in %d ms",
                       self.key, tostring(why), self.next_revision, wait)
-    self.ctx:after(wait, function() self:_connect() end)
+    self.retrying = true
+    self.ctx:after(wait, function()
+        self.retrying = false
+        self:_connect()
+    end)
+end
+
+--- Re-opens the watch from the revision after the last event delivered
+-- (etcd is reachable again after an outage); nothing when a reconnection
+-- is already on its way.
+function Stream:resume()
+    if self.closed or self.retrying then
+        return
+    end
+    if self.req then
+        self.req.cancel()
+        self.req = nil
+    end
+    self.reconnects = self.reconnects + 1
+    self:_connect()
 end
 
 function Stream:_line(err, doc)
