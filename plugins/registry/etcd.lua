@@ -214,11 +214,12 @@ local function deliver(w, changes)
         return
     end
     w.first = false
+    local sorted = codec.update_sorted(w.sorted, diff)
+    -- The caller gets its own copy to keep or change.
     local list = {}
-    for _, instance in pairs(w.held) do
-        list[#list + 1] = instance
+    for i = 1, #sorted do
+        list[i] = sorted[i]
     end
-    table.sort(list, function(a, b) return a.id < b.id end)
     w.delivered = (w.delivered or 0) + 1
     w.on_change(diff, list)
     if #diff.added + #diff.updated >= BULK_ENTRIES then
@@ -305,7 +306,7 @@ end
 -- docs/plugins.md. Returns a handle with `cancel()`.
 function M.watch_instances(app, on_change)
     local w = { kind = "instances", base = codec.app_prefix(prefix, app), on_change = on_change,
-                held = {}, warned = {}, first = true, epoch = 1 }
+                held = {}, sorted = {}, warned = {}, first = true, epoch = 1 }
     watches[w] = true
     relist(w, w.epoch)
     return new_handle(w)

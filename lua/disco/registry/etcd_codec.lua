@@ -350,6 +350,47 @@ function _M.apply(held, changes, decode)
     return diff
 end
 
+-- Where `id` is (or would go) in `sorted` (instances sorted by id):
+-- index, found.
+local function locate(sorted, id)
+    local lo, hi = 1, #sorted
+    while lo <= hi do
+        local mid = math.floor((lo + hi) / 2)
+        local other = sorted[mid].id
+        if other == id then
+            return mid, true
+        elseif other < id then
+            lo = mid + 1
+        else
+            hi = mid - 1
+        end
+    end
+    return lo, false
+end
+
+--- Brings `sorted` (the instances held, sorted by id) up to date with
+-- `diff`, change by change: re-sorting thousands of instances on every
+-- event would dominate a watch's cost.
+function _M.update_sorted(sorted, diff)
+    for _, instance in ipairs(diff.removed) do
+        local at, found = locate(sorted, instance.id)
+        if found then
+            table.remove(sorted, at)
+        end
+    end
+    for _, list in ipairs({ diff.updated, diff.added }) do
+        for _, instance in ipairs(list) do
+            local at, found = locate(sorted, instance.id)
+            if found then
+                sorted[at] = instance
+            else
+                table.insert(sorted, at, instance)
+            end
+        end
+    end
+    return sorted
+end
+
 --- The changes that turn `held` into the result of a fresh range (`kvs`
 -- of the keys under `base`): a put for every key new or modified, a delete
 -- for every key gone. After a compaction the watcher re-lists and applies
