@@ -28,7 +28,7 @@ DEB_PACKAGES := build-essential pkg-config luajit2 libluajit2-5.1-dev \
   lua-busted lua-check luarocks clang-format valgrind libssl-dev \
   default-jdk-headless libhessian-java clang libclang-rt-14-dev \
   libhttp-parser-dev nginx libnginx-mod-http-lua lua-resty-core \
-  lua-resty-lrucache curl python3-kazoo
+  lua-resty-lrucache curl python3-kazoo etcd-server etcd-client
 
 # The C sources of the disco.core Lua module. rockspec/disco-scm-1.rockspec
 # lists the same files; spec/01-unit/rockspec_spec.lua checks that they agree.
@@ -38,13 +38,14 @@ CORE_SRC := core/error.c core/handle.c core/log.c core/loop.c core/queue.c \
   core/zk_cache.c core/digest.c core/revcache.c core/sockaddr.c \
   core/hessian2_reader.c core/hessian2_writer.c \
   core/dubbo_frame.c core/dubbo_body.c core/dubbo_server.c core/dubbo_client.c \
-  core/http_server.c core/pool.c
+  core/http_server.c core/http_client_response.c core/http_client.c \
+  core/pool.c
 BINDING_SRC := bindings/dl_core.c bindings/dl_pcall.c bindings/dl_loop.c \
   bindings/dl_log.c bindings/dl_handle.c bindings/dl_timer.c \
   bindings/dl_signal.c bindings/dl_fs_event.c bindings/dl_queue.c \
   bindings/dl_zk.c bindings/dl_zk_ephemeral.c bindings/dl_zk_cache.c \
   bindings/dl_revcache.c bindings/dl_system.c bindings/dl_hessian2.c \
-  bindings/dl_dubbo.c bindings/dl_http.c
+  bindings/dl_dubbo.c bindings/dl_http.c bindings/dl_http_client.c
 HOST_SRC := bindings/host.c
 CTEST_SRC := $(wildcard core/test/*.c)
 
@@ -99,15 +100,18 @@ PLUGIN_DIR := $(PREFIX)/share/disco/plugins
 all: $(HOST) $(MODULE)
 
 $(BUILD)/obj/core/%.o: core/%.c core/disco.h core/internal.h \
-  core/zk_internal.h core/dubbo_internal.h
+  core/zk_internal.h core/dubbo_internal.h core/http_client.h \
+  core/http_client_internal.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/obj/core/test/%.o: core/test/%.c core/disco.h core/test/ctest.h
+$(BUILD)/obj/core/test/%.o: core/test/%.c core/disco.h core/test/ctest.h \
+  core/http_client.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/obj/bindings/%.o: bindings/%.c bindings/dl.h core/disco.h
+$(BUILD)/obj/bindings/%.o: bindings/%.c bindings/dl.h core/disco.h \
+  core/http_client.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LUAJIT_CFLAGS) \
 	  -DDISCO_LUA_DIR='"$(LUA_DIR)"' -DDISCO_PLUGIN_DIR='"$(PLUGIN_DIR)"' \

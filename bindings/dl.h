@@ -241,4 +241,8 @@ void dl_dubbo_register(lua_State *L);
 #define DL_HTTP_SERVER_MT "disco.http_server"
 void dl_http_register(lua_State *L);
 
+/* dl_http_client.c: the http client and request metatables and
+ * loop:http_client (after dl_loop_register). */
+void dl_http_client_register(lua_State *L);
+
 #endif /* DL_H */

@@ -142,6 +142,7 @@ int luaopen_disco_core(lua_State *L) {
   dl_revcache_register(L);
   dl_dubbo_register(L);
   dl_http_register(L);
+  dl_http_client_register(L);
 
   lua_newtable(L);
   luaL_register(L, NULL, dl_functions);

@@ -71,7 +71,8 @@ extern "C" {
   XX(EAUTHFAILED, -4025, "ZooKeeper authentication failed")                    \
   XX(EZK, -4026, "ZooKeeper error")                                            \
   XX(EPROTO, -4027, "malformed data from the peer")                            \
-  XX(E2BIG, -4028, "data exceeds a configured limit")
+  XX(E2BIG, -4028, "data exceeds a configured limit")                          \
+  XX(EMSGSIZE, -4029, "message from the peer exceeds a configured limit")
 
 typedef enum {
 #define DISCO__ERR_ENUM(name, value, msg) DISCO_##name = (value),

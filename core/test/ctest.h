@@ -224,7 +224,21 @@ char *ctest_capture_end(ctest_capture_t *capture);
   X(http_client_gone)                                                          \
   X(http_half_close)                                                           \
   X(http_close_with_connections)                                               \
-  X(http_invalid)
+  X(http_invalid)                                                              \
+  X(http_client_keep_alive)                                                    \
+  X(http_client_chunked_split)                                                 \
+  X(http_client_until_close)                                                   \
+  X(http_client_close_mid_body)                                                \
+  X(http_client_read_timeout)                                                  \
+  X(http_client_limits)                                                        \
+  X(http_client_garbage)                                                       \
+  X(http_client_refused)                                                       \
+  X(http_client_cancel)                                                        \
+  X(http_client_close_pending)                                                 \
+  X(http_client_close_in_callback)                                             \
+  X(http_client_queue)                                                         \
+  X(http_client_stale_retry)                                                   \
+  X(http_client_loop_close)
 
 #define CTEST_DECLARE(name) void test_##name(ctest_t *t);
 CTEST_LIST(CTEST_DECLARE)

@@ -126,6 +126,22 @@ function ctx_mt:dubbo_client(opts)
     return client
 end
 
+--- Opens an HTTP client owned by the host (see `loop:http_client` in
+-- docs/lua-api.md for `opts`). It is closed when this instance goes
+-- (pending requests answer "ECANCELED: client closed"); `ctx:release`
+-- closes it earlier.
+-- @return the client, or nil and the error
+function ctx_mt:http_client(opts)
+    check_open(self)
+    local client, err, ename = self._loop:http_client(opts)
+    if not client then
+        return nil, err, ename
+    end
+    self._handles[client] = true
+    self._owners[client] = self
+    return client
+end
+
 --- Closes a handle this instance took from `ctx` (a session, a client)
 -- before the instance goes, and forgets it.
 function ctx_mt:release(handle)

@@ -2,6 +2,7 @@
 --
 --   zookeeper://h1:2181,h2:2181/chroot?session_timeout=30000&auth=digest:user:pass&root=/services
 --   memory://name
+--   etcd://127.0.0.1:2379,127.0.0.1:22379/prefix?ttl=10
 --
 -- @module disco.registry.url
 
@@ -47,8 +48,9 @@ end
 
 --- Parses a registry URL.
 -- @treturn table `{ scheme=, hosts={"h:p",...}, chroot=, name=, params={} }`
--- (`hosts` and `chroot` for zookeeper, `name` for memory), or nil and an
--- error naming what is wrong
+-- (`hosts` and `chroot` for zookeeper, `name` for memory; for etcd
+-- `hosts` and `prefix`, also given as `chroot` so that the runtime hands
+-- it to the plugin), or nil and an error naming what is wrong
 function _M.parse(url)
     if type(url) ~= "string" then
         return nil, "registry URL must be a string, got " .. type(url)
@@ -81,9 +83,22 @@ function _M.parse(url)
             return nil, "bad registry URL '" .. url .. "': bad chroot '" .. chroot .. "'"
         end
         return { scheme = scheme, hosts = hosts, chroot = chroot, params = params }
+    elseif scheme == "etcd" then
+        local host_list, prefix = body:match("^([^/]*)(/?.*)$")
+        local hosts, herr = parse_hosts(host_list)
+        if not hosts then
+            return nil, "bad registry URL '" .. url .. "': " .. herr
+        end
+        if prefix == "/" then
+            prefix = ""
+        end
+        if prefix ~= "" and (prefix:match("//") or prefix:match("/$")) then
+            return nil, "bad registry URL '" .. url .. "': bad prefix '" .. prefix .. "'"
+        end
+        return { scheme = scheme, hosts = hosts, prefix = prefix, chroot = prefix, params = params }
     end
     return nil, "unknown registry scheme '" .. scheme .. "' in '" .. url
-        .. "' (zookeeper:// or memory://)"
+        .. "' (zookeeper://, etcd:// or memory://)"
 end
 
 return _M
