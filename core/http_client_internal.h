@@ -67,4 +67,12 @@ void disco__hcres_free(disco__hcres_t *res);
 /* The public view of what came (body only when buffered). */
 void disco__hcres_view(const disco__hcres_t *res, disco_http_response_t *out);
 
+/* http_client_request.c: the request's bytes (request line, Host unless
+ * given, the headers without Content-Length and Transfer-Encoding,
+ * Content-Length when there is a body or the method usually has one, the
+ * body) into a new buffer; DISCO_EINVAL for a bad method, path or header,
+ * DISCO_ENOMEM. `host` is the Host header's value. */
+int disco__hc_encode(const char *host, const disco_http_client_request_t *r,
+                     const char *method, char **out, size_t *out_len);
+
 #endif /* DISCO_HTTP_CLIENT_INTERNAL_H */

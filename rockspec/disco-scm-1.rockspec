@@ -56,6 +56,7 @@ build = {
                 "core/dubbo_client.c",
                 "core/http_server.c",
                 "core/http_client_response.c",
+                "core/http_client_request.c",
                 "core/http_client.c",
                 "core/pool.c",
                 "bindings/dl_core.c",

@@ -233,6 +233,7 @@ char *ctest_capture_end(ctest_capture_t *capture);
   X(http_client_limits)                                                        \
   X(http_client_garbage)                                                       \
   X(http_client_refused)                                                       \
+  X(http_client_connect_timeout)                                               \
   X(http_client_cancel)                                                        \
   X(http_client_close_pending)                                                 \
   X(http_client_close_in_callback)                                             \

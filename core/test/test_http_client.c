@@ -865,3 +865,71 @@ void test_http_client_loop_close(ctest_t *t) {
   ASSERT_EQ(t, ctx.results[0].err, DISCO_ECANCELED);
   ASSERT_EQ(t, ctx.client_closed, 1);
 }
+
+static void test_other_closed(void *handle, void *data) {
+  int *closed = data;
+  (void)handle;
+  (*closed)++;
+}
+
+/* Takes no connection: libuv then stops accepting on this listener. */
+static void test_never_accept(uv_stream_t *listener, int status) {
+  (void)listener;
+  (void)status;
+}
+
+static void test_filler_connected(uv_connect_t *req, int status) {
+  (void)req;
+  (void)status;
+}
+
+void test_http_client_connect_timeout(ctest_t *t) {
+  test_hc_t ctx;
+  disco_http_client_options_t opts;
+  disco_http_client_t *other;
+  disco_http_client_request_t r;
+  uv_tcp_t full;
+  uv_tcp_t fillers[3];
+  uv_connect_t connects[3];
+  struct sockaddr_in addr;
+  struct sockaddr_storage bound;
+  int namelen = sizeof(bound);
+  int closed = 0;
+  int i;
+
+  test_hc_setup(t, &ctx, test_respond_ok, NULL);
+  if (ctest_failed(t))
+    return;
+  /* A listener that never accepts, its backlog filled: the kernel drops
+   * further SYNs, so a connect hangs as towards a host that is down. */
+  uv_tcp_init(&ctx.loop.uv, &full);
+  uv_ip4_addr("127.0.0.1", 0, &addr);
+  ASSERT_EQ(t, uv_tcp_bind(&full, (struct sockaddr *)&addr, 0), 0);
+  ASSERT_EQ(t, uv_listen((uv_stream_t *)&full, 0, test_never_accept), 0);
+  uv_tcp_getsockname(&full, (struct sockaddr *)&bound, &namelen);
+  for (i = 0; i < 3; i++) {
+    uv_tcp_init(&ctx.loop.uv, &fillers[i]);
+    uv_tcp_connect(&connects[i], &fillers[i], (struct sockaddr *)&bound,
+                   test_filler_connected);
+  }
+  disco_http_client_options_init(&opts);
+  opts.connect_timeout_ms = 50;
+  ASSERT_OK(
+      t, disco_http_client_new(&ctx.loop, "127.0.0.1",
+                               ntohs(((struct sockaddr_in *)&bound)->sin_port),
+                               &opts, test_other_closed, &closed, &other));
+  memset(&r, 0, sizeof(r));
+  r.path = "/";
+  r.on_done = test_hc_on_done;
+  r.arg = &ctx.results[0];
+  ASSERT_OK(t, disco_http_client_request(other, &r, &ctx.results[0].req));
+  WAIT_ENDED(t, &ctx, 1);
+  ASSERT_EQ(t, ctx.results[0].err, DISCO_ETIMEDOUT);
+  ASSERT(t, strstr(ctx.results[0].message, "connect to 127.0.0.1:") != NULL);
+  disco_http_client_close(other);
+  for (i = 0; i < 3; i++)
+    uv_close((uv_handle_t *)&fillers[i], NULL);
+  uv_close((uv_handle_t *)&full, NULL);
+  test_hc_finish(t, &ctx);
+  ASSERT_EQ(t, closed, 1);
+}

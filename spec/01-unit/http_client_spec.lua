@@ -48,6 +48,8 @@ describe("loop:http_client", function()
                     end)
                 elseif req.path == "/never" then
                     return -- left unanswered
+                elseif req.path == "/missing" then
+                    req:reply(404, nil, "no such thing\n")
                 else
                     req:reply(200, { ["Content-Type"] = "text/plain", ["X-Echo"] = "yes" },
                         req.method .. " " .. req.path .. " " .. req.body)
@@ -84,6 +86,39 @@ describe("loop:http_client", function()
             assert.equals("1", seen.headers["x-test"])
             assert.equals("127.0.0.1:" .. server:port(), seen.headers["host"])
             client:close()
+        end)
+
+        it("treats any status as an answer, and HEAD as bodiless", function()
+            local client = assert(loop:http_client({ host = "127.0.0.1", port = server:port() }))
+            local err, res = fetch(client, { path = "/missing" })
+            assert.is_nil(err)
+            assert.equals(404, res.status)
+            assert.equals("no such thing\n", res.body)
+            err, res = fetch(client, { method = "HEAD", path = "/x" })
+            assert.is_nil(err)
+            assert.equals(200, res.status)
+            assert.equals("", res.body)
+            assert.equals("8", res.headers["content-length"]) -- "HEAD /x "
+            -- The connection survived the HEAD: its body was not awaited.
+            err, res = fetch(client, { path = "/y" })
+            assert.is_nil(err)
+            assert.equals("GET /y ", res.body)
+            assert.equals(1, client:stats().connects)
+            client:close()
+        end)
+
+        it("ends pending requests with ECANCELED when the loop closes", function()
+            local client = assert(loop:http_client({ host = "127.0.0.1", port = server:port() }))
+            local got
+            client:request({ path = "/never" }, function(err)
+                got = err
+            end)
+            wait_for(function()
+                return #requests == 1
+            end)
+            loop:close()
+            assert.equals("ECANCELED: client closed", got)
+            assert.is_true(client:is_closed())
         end)
 
         it("reuses one keep-alive connection for requests in sequence", function()
