@@ -32,17 +32,20 @@
 
 enum { DISCO__CHANGE_NONE = 0, DISCO__CHANGE_ADDED = 1, DISCO__CHANGE_UPDATED };
 
+/* A consumer holds one entry per child it watches (100,000 and more): the
+ * flags are bits and the length 32 bits (node data is bounded far below),
+ * 104 bytes in all where ints made it 128. */
 typedef struct {
   char *name;
   char *value; /* NULL: null value or too large */
-  size_t len;
-  int too_large;
   disco_zk_stat_t stat;
-  int loaded;         /* read at least once (visible) */
-  int reported;       /* part of what the consumer knows */
-  int change;         /* DISCO__CHANGE_* not reported yet */
-  int dirty;          /* must be read in the next round */
   uint64_t watch_gen; /* generation of its data watch, 0: none */
+  uint32_t len;
+  unsigned too_large : 1;
+  unsigned loaded : 1;   /* read at least once (visible) */
+  unsigned reported : 1; /* part of what the consumer knows */
+  unsigned change : 2;   /* DISCO__CHANGE_* not reported yet */
+  unsigned dirty : 1;    /* must be read in the next round */
 } disco__cache_entry_t;
 
 /* One request, and its watch if any. A watch may outlive the cache (it ends
@@ -250,6 +253,37 @@ static disco__cache_entry_t *disco__cache_get(disco_zk_cache_t *c,
 
   i = disco__cache_find(c, name, &found);
   return found ? &c->entries[i] : NULL;
+}
+
+/* Room for `n` entries in one allocation: a first list of thousands of
+ * children would otherwise double its way up, leaving each smaller array
+ * as a hole and up to half of the last one unused. */
+static int disco__cache_reserve(disco_zk_cache_t *c, size_t n) {
+  disco__cache_entry_t *grown;
+
+  if (n <= c->cap)
+    return 0;
+  grown = realloc(c->entries, n * sizeof(*grown));
+  if (grown == NULL)
+    return DISCO_ENOMEM;
+  c->entries = grown;
+  c->cap = n;
+  return 0;
+}
+
+/* Gives back the room of children gone when it is more than half. */
+static void disco__cache_shrink(disco_zk_cache_t *c) {
+  disco__cache_entry_t *shrunk;
+  size_t cap;
+
+  if (c->cap <= 16 || c->count >= c->cap / 2)
+    return;
+  cap = c->count > 16 ? c->count : 16;
+  shrunk = realloc(c->entries, cap * sizeof(*shrunk));
+  if (shrunk == NULL)
+    return; /* the larger array still works */
+  c->entries = shrunk;
+  c->cap = cap;
 }
 
 static int disco__cache_insert(disco_zk_cache_t *c, size_t at,
@@ -538,7 +572,8 @@ static void disco__cache_get_cb(disco_zk_t *zk, const disco_zk_result_t *r,
       }
       disco__cache_value_free(c, e->value);
       e->value = value;
-      e->len = value != NULL ? r->data_len : 0;
+      /* A reply's data is under ZooKeeper's int32 limit. */
+      e->len = value != NULL ? (uint32_t)r->data_len : 0;
       e->too_large = too_large;
       e->stat = r->stat;
     } else if (r->err == DISCO_ENONODE) {
@@ -646,7 +681,7 @@ static void disco__cache_list_cb(disco_zk_t *zk, const disco_zk_result_t *r,
     c->failed = 1;
   } else if (r->err == 0 || r->err == DISCO_ENONODE) {
     /* Names first, then the entries the list no longer has. */
-    err = 0;
+    err = disco__cache_reserve(c, r->num_children);
     for (i = 0; i < r->num_children && err == 0; i++)
       err = disco__cache_present(c, r->children[i]);
     seen = calloc(c->count > 0 ? c->count : 1, 1);
@@ -664,6 +699,7 @@ static void disco__cache_list_cb(disco_zk_t *zk, const disco_zk_result_t *r,
           disco__cache_remove_at(c, i - 1);
       }
       free(seen);
+      disco__cache_shrink(c);
       c->recheck = 0;
       if (r->err == DISCO_ENONODE && c->exists_gen != disco_zk_generation(zk)) {
         disco__cache_req_t *ex = disco__cache_req_new(c, NULL, 1);
