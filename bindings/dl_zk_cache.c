@@ -7,7 +7,7 @@
  *     { name =, data = string | nil, stat = {...as zk:get...},
  *       too_large = bool }
  *   cache:snapshot() -> { [name] = { data =, stat =, too_large = } }
- *   cache:loaded(), cache:stats() -> { lists =, reads =, diffs = },
+ *   cache:loaded(), cache:stats() -> { lists =, reads =, diffs =, waits = },
  *   cache:path(), cache:close(), cache:is_closed()
  *
  * Not anchored, like sessions: a cache nobody refers to is closed by the
@@ -166,19 +166,21 @@ static int dl_cache_loaded(lua_State *L) {
   return 1;
 }
 
-/* cache:stats() -> { lists =, reads =, diffs = }: requests sent, for
- * tests and metrics. */
+/* cache:stats() -> { lists =, reads =, diffs =, waits = }: requests sent
+ * and waits for the session's bound on reads, for tests and metrics. */
 static int dl_cache_stats(lua_State *L) {
   dl_handle_t *h = dl_check_handle(L, 1, DL_ZK_CACHE_MT, 1);
   disco_zk_cache_stats_t st;
   disco_zk_cache_stats(h->core, &st);
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushnumber(L, (lua_Number)st.lists);
   lua_setfield(L, -2, "lists");
   lua_pushnumber(L, (lua_Number)st.reads);
   lua_setfield(L, -2, "reads");
   lua_pushnumber(L, (lua_Number)st.diffs);
   lua_setfield(L, -2, "diffs");
+  lua_pushnumber(L, (lua_Number)st.waits);
+  lua_setfield(L, -2, "waits");
   return 1;
 }
 

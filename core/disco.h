@@ -612,6 +612,7 @@ typedef struct {
   uint64_t lists; /* children requests sent */
   uint64_t reads; /* get requests sent */
   uint64_t diffs; /* diffs reported */
+  uint64_t waits; /* times reads waited for the session's bound */
 } disco_zk_cache_stats_t;
 
 /* Valid only during the call; the cache may be closed from it. */

@@ -24,6 +24,14 @@
  * Requests and watches reach entries by name (entries move in the sorted
  * array); each holds a reference (`pending`) on the cache, which is freed
  * once closed with no reference left.
+ *
+ * Child reads are bounded per session (DISCO__CACHE_MAX_READS, whatever
+ * the number of caches): a consumer that starts watching a thousand
+ * applications at once would otherwise have every child of every one
+ * requested together, and the replies and parse garbage of all of them
+ * would raise the C and Lua heaps to a peak neither gives back. A cache
+ * with reads left to send when the bound is reached waits in the
+ * session's FIFO (holding its round open) and goes on as reads complete.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,17 +40,20 @@
 
 enum { DISCO__CHANGE_NONE = 0, DISCO__CHANGE_ADDED = 1, DISCO__CHANGE_UPDATED };
 
+/* A consumer holds one entry per child it watches (100,000 and more): the
+ * flags are bits and the length 32 bits (node data is bounded far below),
+ * 104 bytes in all where ints made it 128. */
 typedef struct {
   char *name;
   char *value; /* NULL: null value or too large */
-  size_t len;
-  int too_large;
   disco_zk_stat_t stat;
-  int loaded;         /* read at least once (visible) */
-  int reported;       /* part of what the consumer knows */
-  int change;         /* DISCO__CHANGE_* not reported yet */
-  int dirty;          /* must be read in the next round */
   uint64_t watch_gen; /* generation of its data watch, 0: none */
+  uint32_t len;
+  unsigned too_large : 1;
+  unsigned loaded : 1;   /* read at least once (visible) */
+  unsigned reported : 1; /* part of what the consumer knows */
+  unsigned change : 2;   /* DISCO__CHANGE_* not reported yet */
+  unsigned dirty : 1;    /* must be read in the next round */
 } disco__cache_entry_t;
 
 /* One request, and its watch if any. A watch may outlive the cache (it ends
@@ -111,11 +122,23 @@ struct disco_zk_cache_s {
   struct disco__list reqs;
   int closing;
   int finished;
-  int pending; /* results and callbacks holding the cache */
+  int pending;                  /* results and callbacks holding the cache */
+  struct disco__list wait_link; /* in zk->cache_waiting while waiting */
+  int waiting;                  /* for room to send reads */
+  int resuming;                 /* sending reads after a wait */
+  size_t read_from;             /* where the round's reads go on */
   disco_zk_cache_stats_t stats;
 };
 
+/* Child reads in flight per session, over all its caches: enough that a
+ * load is paced by the server and not by the loop sending the next read
+ * (1,024 doubled the load time of bench/memory.lua on a busy machine), few
+ * enough that their replies stay around ten megabytes. */
+enum { DISCO__CACHE_MAX_READS = 8192 };
+
 static void disco__cache_round(disco_zk_cache_t *c);
+static void disco__cache_wait(disco_zk_cache_t *c);
+static void disco__cache_resume(disco_zk_t *zk);
 static void disco__cache_round_end(disco_zk_cache_t *c);
 
 /* ------------------------------------------------------------ entries */
@@ -250,6 +273,37 @@ static disco__cache_entry_t *disco__cache_get(disco_zk_cache_t *c,
 
   i = disco__cache_find(c, name, &found);
   return found ? &c->entries[i] : NULL;
+}
+
+/* Room for `n` entries in one allocation: a first list of thousands of
+ * children would otherwise double its way up, leaving each smaller array
+ * as a hole and up to half of the last one unused. */
+static int disco__cache_reserve(disco_zk_cache_t *c, size_t n) {
+  disco__cache_entry_t *grown;
+
+  if (n <= c->cap)
+    return 0;
+  grown = realloc(c->entries, n * sizeof(*grown));
+  if (grown == NULL)
+    return DISCO_ENOMEM;
+  c->entries = grown;
+  c->cap = n;
+  return 0;
+}
+
+/* Gives back the room of children gone when it is more than half. */
+static void disco__cache_shrink(disco_zk_cache_t *c) {
+  disco__cache_entry_t *shrunk;
+  size_t cap;
+
+  if (c->cap <= 16 || c->count >= c->cap / 2)
+    return;
+  cap = c->count > 16 ? c->count : 16;
+  shrunk = realloc(c->entries, cap * sizeof(*shrunk));
+  if (shrunk == NULL)
+    return; /* the larger array still works */
+  c->entries = shrunk;
+  c->cap = cap;
 }
 
 static int disco__cache_insert(disco_zk_cache_t *c, size_t at,
@@ -506,7 +560,6 @@ static void disco__cache_get_cb(disco_zk_t *zk, const disco_zk_result_t *r,
   char *value;
   int too_large;
 
-  (void)zk;
   req = data;
   c = req->cache;
   e = disco__cache_get(c, req->name);
@@ -538,7 +591,8 @@ static void disco__cache_get_cb(disco_zk_t *zk, const disco_zk_result_t *r,
       }
       disco__cache_value_free(c, e->value);
       e->value = value;
-      e->len = value != NULL ? r->data_len : 0;
+      /* A reply's data is under ZooKeeper's int32 limit. */
+      e->len = value != NULL ? (uint32_t)r->data_len : 0;
       e->too_large = too_large;
       e->stat = r->stat;
     } else if (r->err == DISCO_ENONODE) {
@@ -554,7 +608,8 @@ static void disco__cache_get_cb(disco_zk_t *zk, const disco_zk_result_t *r,
   }
 done:
   disco__cache_done(c);
-  disco__cache_result_end(c, req);
+  disco__cache_result_end(c, req); /* may free c */
+  disco__cache_resume(zk);
 }
 
 /* Reads every dirty entry. */
@@ -568,12 +623,19 @@ static void disco__cache_read_dirty(disco_zk_cache_t *c) {
   int watch;
   int err;
 
+  if (c->waiting)
+    return;
   gen = disco_zk_generation(c->zk);
   plen = strlen(c->path);
-  for (i = 0; i < c->count && !c->failed; i++) {
+  for (i = c->read_from; i < c->count && !c->failed; i++) {
     e = &c->entries[i];
     if (!e->dirty)
       continue;
+    if (c->zk->cache_reads >= DISCO__CACHE_MAX_READS) {
+      c->read_from = i;
+      disco__cache_wait(c);
+      return;
+    }
     full = malloc(plen + strlen(e->name) + 2);
     watch = e->watch_gen != gen;
     req = disco__cache_req_new(c, e->name, watch);
@@ -601,6 +663,55 @@ static void disco__cache_read_dirty(disco_zk_cache_t *c) {
     c->pending++;
     c->outstanding++;
     c->stats.reads++;
+    c->zk->cache_reads++;
+  }
+  c->read_from = c->count;
+}
+
+/* Waits for room to send reads: holds the round open (outstanding) and
+ * the cache (pending) meanwhile. */
+static void disco__cache_wait(disco_zk_cache_t *c) {
+  disco_zk_t *zk = c->zk;
+
+  if (zk->cache_waiting.next == NULL)
+    disco__list_init(&zk->cache_waiting);
+  c->waiting = 1;
+  c->stats.waits++;
+  /* One resumed and short of room again goes back first: a round half
+   * read holds its data until it ends. */
+  disco__list_insert_tail(
+      c->resuming ? zk->cache_waiting.next : &zk->cache_waiting, &c->wait_link);
+  c->outstanding++;
+  c->pending++;
+}
+
+/* Ends the wait of `c`: its reads go on (unless it is closing), then the
+ * round's hold is dropped. */
+static void disco__cache_unwait(disco_zk_cache_t *c) {
+  disco__list_remove(&c->wait_link);
+  c->waiting = 0;
+  if (!c->closing) {
+    c->resuming = 1;
+    disco__cache_read_dirty(c);
+    c->resuming = 0;
+  }
+  disco__cache_done(c);
+  c->pending--;
+  disco__cache_maybe_finish(c);
+}
+
+/* A read of the session ended: the caches that wait go on, first come
+ * first served, while there is room. */
+static void disco__cache_resume(disco_zk_t *zk) {
+  disco_zk_cache_t *c;
+
+  zk->cache_reads--;
+  while (zk->cache_reads < DISCO__CACHE_MAX_READS &&
+         zk->cache_waiting.next != NULL &&
+         zk->cache_waiting.next != &zk->cache_waiting) {
+    c = disco__container_of(zk->cache_waiting.next, disco_zk_cache_t,
+                            wait_link);
+    disco__cache_unwait(c);
   }
 }
 
@@ -646,7 +757,7 @@ static void disco__cache_list_cb(disco_zk_t *zk, const disco_zk_result_t *r,
     c->failed = 1;
   } else if (r->err == 0 || r->err == DISCO_ENONODE) {
     /* Names first, then the entries the list no longer has. */
-    err = 0;
+    err = disco__cache_reserve(c, r->num_children);
     for (i = 0; i < r->num_children && err == 0; i++)
       err = disco__cache_present(c, r->children[i]);
     seen = calloc(c->count > 0 ? c->count : 1, 1);
@@ -664,6 +775,7 @@ static void disco__cache_list_cb(disco_zk_t *zk, const disco_zk_result_t *r,
           disco__cache_remove_at(c, i - 1);
       }
       free(seen);
+      disco__cache_shrink(c);
       c->recheck = 0;
       if (r->err == DISCO_ENONODE && c->exists_gen != disco_zk_generation(zk)) {
         disco__cache_req_t *ex = disco__cache_req_new(c, NULL, 1);
@@ -798,6 +910,7 @@ static void disco__cache_round(disco_zk_cache_t *c) {
   if (disco_zk_state(c->zk) != DISCO_ZK_CONNECTED)
     return; /* the CONNECTED listener starts it */
   c->in_round = 1;
+  c->read_from = 0;
   c->again = 0;
   c->kick = 0;
   c->failed = 0;
@@ -886,6 +999,7 @@ int disco_zk_cache_new(disco_zk_t *zk, const char *path, size_t max_data,
   c->need_list = 1;
   c->generation = disco_zk_generation(zk);
   disco__list_init(&c->reqs);
+  disco__list_init(&c->wait_link);
   disco__list_init(&c->listener.link);
   disco__zk_add_state_listener(zk, &c->listener, disco__cache_state_cb);
   *out = c;
@@ -897,6 +1011,8 @@ void disco_zk_cache_close(disco_zk_cache_t *c) {
   if (c == NULL || c->closing)
     return;
   c->closing = 1;
+  if (c->waiting)
+    disco__cache_unwait(c); /* sends nothing more, ends the round */
   disco__cache_maybe_finish(c);
 }
 

@@ -88,6 +88,10 @@ struct disco_zk_s {
   int closing;
   int init_failed; /* disco_zk_new() failed after creating the queue */
   int pending;     /* conns, timer and queue still closing */
+  /* zk_cache.c: the child reads of every cache in flight, and the caches
+   * waiting for room to send theirs (a list set up on first use). */
+  unsigned cache_reads;
+  struct disco__list cache_waiting;
 };
 
 /* zk_session.c */

@@ -59,6 +59,11 @@ function _M.settle(loop)
     bursts = bursts + 1
     if bursts == 1 then
         saved_pause = collectgarbage("setpause", _M.BULK_PAUSE)
+        -- The pause only counts from the next cycle: the threshold the
+        -- last one left (twice the heap after a settle) would let garbage
+        -- pile up to it first, and a heap doubled mid-load stays doubled.
+        -- One step starts a cycle now.
+        collectgarbage("step", 0)
     end
     local function fire()
         local quiet = loop:now() - state.last

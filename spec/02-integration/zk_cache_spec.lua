@@ -153,6 +153,70 @@ describe("zk:children_cache #zookeeper #integration", function()
         cache:close()
     end)
 
+    it("bounds the reads of a session's caches, and loads every child of each", function()
+        local zk = connect()
+        local writer = connect()
+        local base = unique("bound")
+        -- More children under one parent than the session's bound of 8,192
+        -- reads in flight, and 300 under each of two more.
+        local sizes = { big = 8500, b = 300, c = 300 }
+        local created, failed, total = 0, 0, 0
+        for app, n in pairs(sizes) do
+            for i = 1, n do
+                total = total + 1
+                writer:create(string.format("%s/%s/child-%05d", base, app, i), app .. i,
+                              { parents = true }, function(err)
+                    created = created + 1
+                    if err and not err:match("^ENODEEXISTS") then
+                        failed = failed + 1
+                    end
+                end)
+            end
+        end
+        assert.is_true(run_until(function() return created == total end, 60000), "creates")
+        assert.equal(0, failed)
+
+        local caches, all_diffs = {}, {}
+        for app in pairs(sizes) do
+            caches[app], all_diffs[app] = cache_of(zk, base .. "/" .. app, { keep_data = false })
+        end
+        -- A cache closed while the others load (maybe while it waits for
+        -- room) closes, and takes nothing from them.
+        local closed = cache_of(zk, base .. "/big")
+        closed:close()
+        assert.is_true(run_until(function()
+            for app in pairs(sizes) do
+                if #all_diffs[app] < 1 then
+                    return false
+                end
+            end
+            return closed:is_closed()
+        end, 60000), "initial loads")
+        local waits = 0
+        for app, n in pairs(sizes) do
+            local diff = all_diffs[app][1]
+            assert.equal(n, #names(diff.added))
+            for i = 1, n do
+                local e = diff.added[string.format("child-%05d", i)]
+                assert.equal(app .. i, e and e.data)
+            end
+            local stats = caches[app]:stats()
+            -- Each child read once: a wait sends nothing twice.
+            assert.equal(n, stats.reads)
+            waits = waits + stats.waits
+        end
+        assert.is_true(waits > 0, "no cache waited for the bound")
+
+        -- After waiting, changes are read as before.
+        assert.is_nil(call(writer, "set", base .. "/big/child-08500", "changed", -1))
+        wait_diffs(all_diffs.big, 2)
+        assert.same({ "child-08500" }, names(all_diffs.big[2].updated))
+        assert.equal("changed", all_diffs.big[2].updated["child-08500"].data)
+        for _, cache in pairs(caches) do
+            cache:close()
+        end
+    end)
+
     it("reports an empty parent and a missing one as loaded and empty", function()
         local zk = connect()
         local writer = connect()
