@@ -13,6 +13,12 @@
 -- instances of every application (`watch_instances`), as the consumer's
 -- registry would. The storage type comes from the instances, so --mode is
 -- only checked.
+--
+-- For work on disco itself, watch mode reads two optional variables:
+-- DISCO_PEER_PROFILE=FILE runs LuaJIT's profiler (jit.p, mode
+-- DISCO_PEER_PROFILE_MODE, default "Fl") from the first list to stdin EOF
+-- into FILE; DISCO_PEER_CPU=FILE appends to FILE the process CPU time
+-- spent over that span and the number of changes seen.
 local rt = ...
 local core = require "disco.core"
 local ffi = require "ffi"
@@ -102,14 +108,32 @@ if MODE == "cold" then
     end)
 elseif MODE == "watch" then
     local ready = false
+    local profile, cpu_log = os.getenv("DISCO_PEER_PROFILE"), os.getenv("DISCO_PEER_CPU")
+    local cpu0, changes = nil, 0
     subscribe(function(_, list)
         if not ready then
             ready = true
+            if profile then
+                require("jit.p").start(os.getenv("DISCO_PEER_PROFILE_MODE") or "Fl", profile)
+            end
+            cpu0 = os.clock()
             return out("ready ", #list)
         end
+        changes = changes + 1
         out(string.format("change %.0f %d", core.hrtime() * 1e6, #list))
     end)
-    stop_at_stdin_eof(function() rt:stop(0) end)
+    stop_at_stdin_eof(function()
+        if profile and ready then
+            require("jit.p").stop()
+        end
+        if cpu_log and cpu0 then
+            local f = assert(io.open(cpu_log, "a"))
+            f:write(string.format("cpu_ms %.1f changes %d per_change_ms %.2f\n", (os.clock() - cpu0) * 1000,
+                                  changes, (os.clock() - cpu0) * 1000 / math.max(changes, 1)))
+            f:close()
+        end
+        rt:stop(0)
+    end)
 elseif MODE == "hold" then
     local registry = assert(rt:registry(zk_url()))
     local limit = tonumber(opts.apps or "-1")
