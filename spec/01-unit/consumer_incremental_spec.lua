@@ -155,7 +155,7 @@ describe("consumer incremental lists", function()
         local last = got[#got]
         local whole = sub:compute(true)
         assert.same(sorted_urls(whole), urls_of(last.list))
-        for i, entry in ipairs(last.list) do
+        for _, entry in ipairs(last.list) do
             assert.equal(whole[entry.url], entry)
         end
         assert.same(urls_of(last.list), urls_of(sub:list()))
