@@ -22,6 +22,7 @@ local service_id = require "disco.service_id"
 local url = require "disco.url"
 
 local encode = url.encode
+local math_floor = math.floor
 local pairs = pairs
 local setmetatable = setmetatable
 local table_concat = table.concat
@@ -278,23 +279,37 @@ function _M.sorted(new, changes, old_sorted)
         table_sort(sorted, by_url)
         return sorted
     end
+    -- Each added entry goes where a binary search puts it among the old
+    -- ones; the old entries between are copied (those still in `new`).
     local added = changes.added
-    local i, j, n, n_old, n_added = 1, 1, 0, #old_sorted, #added
-    while i <= n_old or j <= n_added do
-        local o = old_sorted[i]
-        local a = added[j]
-        if o and new[o.url] == nil then
-            i = i + 1
-        elseif a and (not o or a.url < o.url) then
-            n = n + 1
-            sorted[n] = a
-            j = j + 1
-        else
-            n = n + 1
-            sorted[n] = new[o.url]
-            i = i + 1
+    local n, n_old, from = 0, #old_sorted, 1
+    local function copy_upto(last)
+        for i = from, last do
+            local entry = new[old_sorted[i].url]
+            if entry ~= nil then
+                n = n + 1
+                sorted[n] = entry
+            end
         end
+        from = last + 1
     end
+    for j = 1, #added do
+        local a = added[j]
+        local at_url = a.url
+        local lo, hi = from, n_old
+        while lo <= hi do
+            local mid = math_floor((lo + hi) / 2)
+            if old_sorted[mid].url < at_url then
+                lo = mid + 1
+            else
+                hi = mid - 1
+            end
+        end
+        copy_upto(lo - 1)
+        n = n + 1
+        sorted[n] = a
+    end
+    copy_upto(n_old)
     return sorted
 end
 

@@ -286,8 +286,13 @@ local address_of = address_list.address_of
 
 -- The instances the address lists are built from: the registered ones,
 -- then the removed ones the validation chain keeps (or is still asked
--- about) at an address nothing is registered at now.
+-- about) at an address nothing is registered at now. Without kept ones,
+-- the registry's list itself (the consumer's own copy, never changed):
+-- copying thousands of instances on every change is not worth it.
 local function effective(state)
+    if next(state.kept) == nil then
+        return state.registered
+    end
     local list, n = {}, 0
     local registered_by_address = state.registered_by_address
     for _, inst in ipairs(state.registered) do
@@ -504,16 +509,21 @@ function consumer:on_instances(state, diff, instances)
     end
     -- Removals: the diff's, and anything the last list had that this one
     -- lacks (a re-list after a reconnect may not say).
-    local removals, seen = {}, {}
+    local removals, seen, named_gone = {}, {}, 0
     for _, inst in ipairs(diff.removed or {}) do
         local id = address_of(inst)
         if not seen[id] then
             seen[id] = true
             note(id)
             removals[#removals + 1] = { inst, "deleted" }
+            if by[id] ~= nil and stamps[id] ~= epoch then
+                named_gone = named_gone + 1
+            end
         end
     end
-    if duplicated or listed_before ~= state.registered_count then
+    -- The old list is searched only when some address it had is neither
+    -- listed now nor named removed.
+    if duplicated or listed_before + named_gone ~= state.registered_count then
         for _, inst in ipairs(state.registered) do
             local id = address_of(inst)
             if stamps[id] ~= epoch and not seen[id] then
