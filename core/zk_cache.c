@@ -682,9 +682,97 @@ static size_t disco__cache_index_find(const disco__cache_index_t *ix,
   return (size_t)-1;
 }
 
+static int disco__cache_name_cmp(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Adds the new names `fresh` (none of them an entry), as present() does
+ * each: inserted one by one, the thousands of names of a first list would
+ * move the sorted array once each, so a batch is sorted and merged in one
+ * pass from the end. Nothing changes when memory runs out. */
+static int disco__cache_join(disco_zk_cache_t *c, const char **fresh,
+                             size_t num_fresh) {
+  disco__cache_entry_t *made;
+  disco__cache_entry_t *grown;
+  size_t n;
+  size_t i;
+  size_t j;
+  size_t k;
+  size_t w;
+  size_t cap;
+
+  if (num_fresh < 16) {
+    for (i = 0; i < num_fresh; i++) {
+      if (disco__cache_present(c, fresh[i]) != 0)
+        return DISCO_ENOMEM;
+    }
+    return 0;
+  }
+  qsort(fresh, num_fresh, sizeof(*fresh), disco__cache_name_cmp);
+  made = calloc(num_fresh, sizeof(*made));
+  if (made == NULL)
+    return DISCO_ENOMEM;
+  n = 0;
+  for (i = 0; i < num_fresh; i++) {
+    if (i > 0 && strcmp(fresh[i - 1], fresh[i]) == 0)
+      continue;
+    made[n].name = disco__cache_name_dup(fresh[i]);
+    if (made[n].name == NULL) {
+      while (n > 0)
+        disco__cache_name_free(made[--n].name);
+      free(made);
+      return DISCO_ENOMEM;
+    }
+    made[n].dirty = 1;
+    n++;
+  }
+  if (c->count + n > c->cap) {
+    cap = c->cap > 0 ? c->cap : 16;
+    while (cap < c->count + n)
+      cap *= 2;
+    grown = realloc(c->entries, cap * sizeof(*grown));
+    if (grown == NULL) {
+      while (n > 0)
+        disco__cache_name_free(made[--n].name);
+      free(made);
+      return DISCO_ENOMEM;
+    }
+    c->entries = grown;
+    c->cap = cap;
+  }
+  /* A name on the removed list comes back as updated, never added. */
+  for (k = 0; k < n && c->num_removed > 0; k++) {
+    for (j = 0; j < c->num_removed; j++) {
+      if (strcmp(c->removed[j].name, made[k].name) == 0) {
+        disco__cache_name_free(made[k].name);
+        made[k] = c->removed[j];
+        memmove(&c->removed[j], &c->removed[j + 1],
+                (c->num_removed - j - 1) * sizeof(*c->removed));
+        c->num_removed--;
+        made[k].change = DISCO__CHANGE_NONE;
+        made[k].watch_gen = 0;
+        made[k].dirty = 1;
+        break;
+      }
+    }
+  }
+  i = c->count;
+  j = n;
+  w = c->count + n;
+  while (j > 0) {
+    if (i > 0 && strcmp(c->entries[i - 1].name, made[j - 1].name) > 0)
+      c->entries[--w] = c->entries[--i];
+    else
+      c->entries[--w] = made[--j];
+  }
+  c->count += n;
+  free(made);
+  return 0;
+}
+
 /* Applies a re-list: the entries it no longer has leave, its new names
- * join (present), every other entry is marked for a re-read when a
- * recheck is due. */
+ * join, every other entry is marked for a re-read when a recheck is
+ * due. */
 static int disco__cache_relist(disco_zk_cache_t *c,
                                const disco_zk_result_t *r) {
   disco__cache_index_t ix;
@@ -722,9 +810,7 @@ static int disco__cache_relist(disco_zk_cache_t *c,
       disco__cache_remove_at(c, i - 1);
   }
   free(seen);
-  err = 0;
-  for (i = 0; i < num_fresh && err == 0; i++)
-    err = disco__cache_present(c, fresh[i]);
+  err = disco__cache_join(c, fresh, num_fresh);
   free(fresh);
   return err;
 }
