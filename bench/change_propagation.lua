@@ -8,6 +8,8 @@
 --
 --   build/disco run bench/change_propagation.lua
 --   BENCH_CHANGE_INSTANCES=10000   BENCH_CHANGES=1000
+--   BENCH_PEERS=disco,java,kazoo (default; e.g. BENCH_PEERS=disco to
+--   measure disco alone while working on it)
 --
 -- Every latency runs from just before the write (this process's
 -- CLOCK_MONOTONIC) to the subscriber's `change` line (its CLOCK_MONOTONIC
@@ -24,7 +26,11 @@ local N = tonumber(os.getenv("BENCH_CHANGE_INSTANCES")) or 10000
 local CHANGES = tonumber(os.getenv("BENCH_CHANGES")) or 1000
 local APP = "change-app"
 local IFACE = "com.acme.Change"
-local KINDS = { "disco", "java", "kazoo" }
+local KINDS = {}
+for kind in (os.getenv("BENCH_PEERS") or "disco,java,kazoo"):gmatch("[^,%s]+") do
+    assert(kind == "disco" or kind == "java" or kind == "kazoo", "BENCH_PEERS: unknown peer " .. kind)
+    KINDS[#KINDS + 1] = kind
+end
 local WAIT_MS = 10000
 
 -- Waits for `box.done`, driving the loop without sleeping (the raw
@@ -78,7 +84,11 @@ end
 common.run(rt, function(zk)
     local subs, writer, watcher = {}, nil, nil
     local ok, err = pcall(function()
-        peers.prepare()
+        for _, kind in ipairs(KINDS) do
+            if kind == "java" then
+                peers.prepare()
+            end
+        end
         writer = common.session(rt.loop, zk.connect_string)
         watcher = common.session(rt.loop, zk.connect_string)
         local infos = common.revisions(APP, IFACE)

@@ -8,6 +8,8 @@
 --
 --   build/disco run bench/cold_discovery.lua
 --   BENCH_SIZES=1000,10000,50000 (default)   BENCH_RUNS=5 (default; 3 at 50,000)
+--   BENCH_PEERS=disco,java,kazoo (default; e.g. disco alone beside the floor)
+--   BENCH_MODES=remote,local (default)
 --
 -- remote mode: each revision's MetadataInfo at /dubbo/metadata/APP/REV.
 -- local mode: each revision served by its own MetadataService (a
@@ -89,13 +91,26 @@ local function floor_once(hosts, app, n)
     return tonumber(ms)
 end
 
-local KINDS = { "disco", "java", "kazoo" }
+local function list_env(name, default, allowed)
+    local list = {}
+    for item in (os.getenv(name) or default):gmatch("[^,%s]+") do
+        assert(allowed[item], name .. ": unknown value " .. item)
+        list[#list + 1] = item
+    end
+    return list
+end
+
+local KINDS = list_env("BENCH_PEERS", "disco,java,kazoo", { disco = true, java = true, kazoo = true })
+local MODES = list_env("BENCH_MODES", "remote,local", { remote = true, ["local"] = true })
 
 local function measure(zk, app, n, mode, runs, servers_loop)
     local args = { "--zk", zk.connect_string, "--app", app, "--service", IFACE, "--mode", mode }
-    local m = { floor = {}, unsupported = {}, counts = {} }
+    local m = { floor = {}, unsupported = {}, counts = {}, not_run = {} }
+    for _, kind in ipairs(peers.KINDS) do
+        m[kind], m[kind .. "_wall"], m.not_run[kind] = {}, {}, true
+    end
     for _, kind in ipairs(KINDS) do
-        m[kind], m[kind .. "_wall"] = {}, {}
+        m.not_run[kind] = nil
     end
     for run = 1, runs do
         m.floor[run] = floor_once(zk.connect_string, app, n)
@@ -120,13 +135,17 @@ end
 common.run(rt, function(zk)
     local session
     local ok, err = pcall(function()
-        peers.prepare()
+        for _, kind in ipairs(KINDS) do
+            if kind == "java" then
+                peers.prepare()
+            end
+        end
         session = common.session(rt.loop, zk.connect_string)
         local rows, wall_rows = {}, {}
         for _, n in ipairs(sizes()) do
             assert(n <= 55000, "instance ports run from 10000: at most 55,000 instances")
             local runs = runs_for(n)
-            for _, mode in ipairs({ "remote", "local" }) do
+            for _, mode in ipairs(MODES) do
                 local app = string.format("cold-%s-%d", mode, n)
                 local infos = common.revisions(app, IFACE, "get,put")
                 local servers, ports = nil, nil
@@ -150,7 +169,11 @@ common.run(rt, function(zk)
                     return #m[kind] > 0 and results.median(m[kind]) or nil
                 end
                 local function cell(kind)
-                    return m.unsupported[kind] and "unsupported" or results.spread(m[kind])
+                    local base = kind:match("^[a-z]+")
+                    if m.not_run[base] then
+                        return "not run"
+                    end
+                    return m.unsupported[base] and "unsupported" or results.spread(m[kind])
                 end
                 rows[#rows + 1] = {
                     n, mode, runs, results.spread(m.floor), cell("disco"), cell("java"), cell("kazoo"),
@@ -158,8 +181,7 @@ common.run(rt, function(zk)
                     results.ratio(med("kazoo"), med("disco")),
                 }
                 wall_rows[#wall_rows + 1] = {
-                    n, mode, runs, cell("disco_wall"), cell("java_wall"),
-                    m.unsupported.kazoo and "unsupported" or results.spread(m.kazoo_wall),
+                    n, mode, runs, cell("disco_wall"), cell("java_wall"), cell("kazoo_wall"),
                 }
             end
         end

@@ -54,8 +54,9 @@ common.run(rt, function(zk)
         local real_fetch = require("disco.metadata.fetch").remote(registry, "dubbo")
         address_list.collect = function(...)
             local t0 = core.hrtime()
-            real_collect(...)
+            local collided = real_collect(...)
             built = built + (core.hrtime() - t0)
+            return collided
         end
         local consumer = crt:consumer({
             registry = registry,

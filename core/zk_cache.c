@@ -737,14 +737,186 @@ static void disco__cache_exists_cb(disco_zk_t *zk, const disco_zk_result_t *r,
   disco__cache_result_end(c, req);
 }
 
+/* A re-list is matched against the entries through a hash of their names,
+ * built for the call: one comparison per child, where a binary search
+ * would compare each of thousands of names ("127.0.0.1:20001", long common
+ * prefixes) about log2(N) times, twice per child. The index is freed at
+ * once: the cache keeps no memory for it. */
+typedef struct {
+  size_t *slots; /* entry index + 1, 0: empty */
+  size_t mask;
+} disco__cache_index_t;
+
+static size_t disco__cache_hash(const char *name) {
+  size_t h;
+
+  h = (size_t)14695981039346656037ULL;
+  while (*name != '\0')
+    h = (h ^ (unsigned char)*name++) * (size_t)1099511628211ULL;
+  return h;
+}
+
+static int disco__cache_index_build(disco__cache_index_t *ix,
+                                    const disco_zk_cache_t *c) {
+  size_t cap;
+  size_t i;
+  size_t at;
+
+  cap = 16;
+  while (cap < c->count * 2)
+    cap *= 2;
+  ix->slots = calloc(cap, sizeof(*ix->slots));
+  if (ix->slots == NULL)
+    return DISCO_ENOMEM;
+  ix->mask = cap - 1;
+  for (i = 0; i < c->count; i++) {
+    at = disco__cache_hash(c->entries[i].name) & ix->mask;
+    while (ix->slots[at] != 0)
+      at = (at + 1) & ix->mask;
+    ix->slots[at] = i + 1;
+  }
+  return 0;
+}
+
+/* The index of entry `name`, or (size_t)-1. */
+static size_t disco__cache_index_find(const disco__cache_index_t *ix,
+                                      const disco_zk_cache_t *c,
+                                      const char *name) {
+  size_t at;
+
+  at = disco__cache_hash(name) & ix->mask;
+  while (ix->slots[at] != 0) {
+    if (strcmp(c->entries[ix->slots[at] - 1].name, name) == 0)
+      return ix->slots[at] - 1;
+    at = (at + 1) & ix->mask;
+  }
+  return (size_t)-1;
+}
+
+static int disco__cache_name_cmp(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Adds the new names `fresh` (none of them an entry), as present() does
+ * each: inserted one by one, the thousands of names of a first list would
+ * move the sorted array once each, so a batch is sorted and merged in one
+ * pass from the end. Nothing changes when memory runs out. */
+static int disco__cache_join(disco_zk_cache_t *c, const char **fresh,
+                             size_t num_fresh) {
+  disco__cache_entry_t *made;
+  size_t n;
+  size_t i;
+  size_t j;
+  size_t k;
+  size_t w;
+
+  /* Exactly the room the list needs (see reserve()), for both paths. */
+  if (disco__cache_reserve(c, c->count + num_fresh) != 0)
+    return DISCO_ENOMEM;
+  if (num_fresh < 16) {
+    for (i = 0; i < num_fresh; i++) {
+      if (disco__cache_present(c, fresh[i]) != 0)
+        return DISCO_ENOMEM;
+    }
+    return 0;
+  }
+  qsort(fresh, num_fresh, sizeof(*fresh), disco__cache_name_cmp);
+  made = calloc(num_fresh, sizeof(*made));
+  if (made == NULL)
+    return DISCO_ENOMEM;
+  n = 0;
+  for (i = 0; i < num_fresh; i++) {
+    if (i > 0 && strcmp(fresh[i - 1], fresh[i]) == 0)
+      continue;
+    made[n].name = disco__cache_name_dup(fresh[i]);
+    if (made[n].name == NULL) {
+      while (n > 0)
+        disco__cache_name_free(made[--n].name);
+      free(made);
+      return DISCO_ENOMEM;
+    }
+    made[n].dirty = 1;
+    n++;
+  }
+  /* A name on the removed list comes back as updated, never added. */
+  for (k = 0; k < n && c->num_removed > 0; k++) {
+    for (j = 0; j < c->num_removed; j++) {
+      if (strcmp(c->removed[j].name, made[k].name) == 0) {
+        disco__cache_name_free(made[k].name);
+        made[k] = c->removed[j];
+        memmove(&c->removed[j], &c->removed[j + 1],
+                (c->num_removed - j - 1) * sizeof(*c->removed));
+        c->num_removed--;
+        made[k].change = DISCO__CHANGE_NONE;
+        made[k].watch_gen = 0;
+        made[k].dirty = 1;
+        break;
+      }
+    }
+  }
+  i = c->count;
+  j = n;
+  w = c->count + n;
+  while (j > 0) {
+    if (i > 0 && strcmp(c->entries[i - 1].name, made[j - 1].name) > 0)
+      c->entries[--w] = c->entries[--i];
+    else
+      c->entries[--w] = made[--j];
+  }
+  c->count += n;
+  free(made);
+  return 0;
+}
+
+/* Applies a re-list: the entries it no longer has leave, its new names
+ * join, every other entry is marked for a re-read when a recheck is
+ * due. */
+static int disco__cache_relist(disco_zk_cache_t *c,
+                               const disco_zk_result_t *r) {
+  disco__cache_index_t ix;
+  const char **fresh;
+  size_t num_fresh;
+  char *seen;
+  size_t i;
+  size_t j;
+  int err;
+
+  if (disco__cache_index_build(&ix, c) != 0)
+    return DISCO_ENOMEM;
+  seen = calloc(c->count > 0 ? c->count : 1, 1);
+  fresh = malloc((r->num_children > 0 ? r->num_children : 1) * sizeof(*fresh));
+  if (seen == NULL || fresh == NULL) {
+    free(ix.slots);
+    free(seen);
+    free(fresh);
+    return DISCO_ENOMEM;
+  }
+  num_fresh = 0;
+  for (i = 0; i < r->num_children; i++) {
+    j = disco__cache_index_find(&ix, c, r->children[i]);
+    if (j == (size_t)-1) {
+      fresh[num_fresh++] = r->children[i];
+    } else {
+      seen[j] = 1;
+      if (c->recheck)
+        c->entries[j].dirty = 1;
+    }
+  }
+  free(ix.slots);
+  for (i = c->count; i > 0; i--) {
+    if (!seen[i - 1])
+      disco__cache_remove_at(c, i - 1);
+  }
+  free(seen);
+  err = disco__cache_join(c, fresh, num_fresh);
+  free(fresh);
+  return err;
+}
+
 static void disco__cache_list_cb(disco_zk_t *zk, const disco_zk_result_t *r,
                                  void *data) {
   disco__cache_req_t *req;
   disco_zk_cache_t *c;
-  char *seen;
-  size_t i;
-  size_t j;
-  int found;
   int err;
 
   req = data;
@@ -756,25 +928,9 @@ static void disco__cache_list_cb(disco_zk_t *zk, const disco_zk_result_t *r,
   if (c->closing) {
     c->failed = 1;
   } else if (r->err == 0 || r->err == DISCO_ENONODE) {
-    /* Names first, then the entries the list no longer has. */
-    err = disco__cache_reserve(c, r->num_children);
-    for (i = 0; i < r->num_children && err == 0; i++)
-      err = disco__cache_present(c, r->children[i]);
-    seen = calloc(c->count > 0 ? c->count : 1, 1);
-    if (err != 0 || seen == NULL) {
-      free(seen);
+    if (disco__cache_relist(c, r) != 0) {
       disco__cache_fail(c, DISCO_ENOMEM, "children");
     } else {
-      for (i = 0; i < r->num_children; i++) {
-        j = disco__cache_find(c, r->children[i], &found);
-        if (found)
-          seen[j] = 1;
-      }
-      for (i = c->count; i > 0; i--) {
-        if (!seen[i - 1])
-          disco__cache_remove_at(c, i - 1);
-      }
-      free(seen);
       disco__cache_shrink(c);
       c->recheck = 0;
       if (r->err == DISCO_ENONODE && c->exists_gen != disco_zk_generation(zk)) {

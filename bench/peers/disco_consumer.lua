@@ -13,6 +13,13 @@
 -- instances of every application (`watch_instances`), as the consumer's
 -- registry would. The storage type comes from the instances, so --mode is
 -- only checked.
+--
+-- For work on disco itself, two optional variables: DISCO_PEER_PROFILE=FILE
+-- runs LuaJIT's profiler (jit.p, mode DISCO_PEER_PROFILE_MODE, default
+-- "Fl") into FILE, in cold mode from the start to the result, in watch
+-- mode from the first list to stdin EOF; DISCO_PEER_CPU=FILE appends to
+-- FILE the process CPU time spent over that span (and in watch mode the
+-- number of changes seen).
 local rt = ...
 local core = require "disco.core"
 local ffi = require "ffi"
@@ -84,6 +91,11 @@ if MODE == "cold" then
         io.stderr:write("--mode must be remote or local\n")
         return rt:stop(2)
     end
+    local profile, cpu_log = os.getenv("DISCO_PEER_PROFILE"), os.getenv("DISCO_PEER_CPU")
+    if profile then
+        require("jit.p").start(os.getenv("DISCO_PEER_PROFILE_MODE") or "Fl", profile)
+    end
+    local cpu0 = os.clock()
     local start = core.hrtime()
     local consumer, done
     consumer = subscribe(function(_, list)
@@ -92,6 +104,14 @@ if MODE == "cold" then
         end
         done = true
         local ms = core.hrtime() - start
+        if profile then
+            require("jit.p").stop()
+        end
+        if cpu_log then
+            local f = assert(io.open(cpu_log, "a"))
+            f:write(string.format("cold cpu_ms %.1f wall_ms %.1f\n", (os.clock() - cpu0) * 1000, ms))
+            f:close()
+        end
         local counts = consumer:app_counts()[need("app")] or { instances = 0 }
         out(string.format("result instances=%d addresses=%d ms=%.3f", counts.instances, #list, ms))
         rt:stop(0)
@@ -102,14 +122,32 @@ if MODE == "cold" then
     end)
 elseif MODE == "watch" then
     local ready = false
+    local profile, cpu_log = os.getenv("DISCO_PEER_PROFILE"), os.getenv("DISCO_PEER_CPU")
+    local cpu0, changes = nil, 0
     subscribe(function(_, list)
         if not ready then
             ready = true
+            if profile then
+                require("jit.p").start(os.getenv("DISCO_PEER_PROFILE_MODE") or "Fl", profile)
+            end
+            cpu0 = os.clock()
             return out("ready ", #list)
         end
+        changes = changes + 1
         out(string.format("change %.0f %d", core.hrtime() * 1e6, #list))
     end)
-    stop_at_stdin_eof(function() rt:stop(0) end)
+    stop_at_stdin_eof(function()
+        if profile and ready then
+            require("jit.p").stop()
+        end
+        if cpu_log and cpu0 then
+            local f = assert(io.open(cpu_log, "a"))
+            f:write(string.format("cpu_ms %.1f changes %d per_change_ms %.2f\n", (os.clock() - cpu0) * 1000,
+                                  changes, (os.clock() - cpu0) * 1000 / math.max(changes, 1)))
+            f:close()
+        end
+        rt:stop(0)
+    end)
 elseif MODE == "hold" then
     local registry = assert(rt:registry(zk_url()))
     local limit = tonumber(opts.apps or "-1")

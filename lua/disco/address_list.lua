@@ -22,6 +22,7 @@ local service_id = require "disco.service_id"
 local url = require "disco.url"
 
 local encode = url.encode
+local math_floor = math.floor
 local pairs = pairs
 local setmetatable = setmetatable
 local table_concat = table.concat
@@ -167,37 +168,72 @@ function _M.registered_at(state, id)
     return state.registered_by_address[id]
 end
 
+--- The entries `inst` of `state` gives (see `collect`), recording the
+-- MetadataInfo they were built from in `state.last_info`; nil when its
+-- revision has never been known.
+function _M.entries_of(state, inst, sid, known, sid_key)
+    local last_info = state.last_info
+    local revision = instance_model.revision(inst)
+    local id = _M.address_of(inst)
+    local info = revision and revision ~= "0" and known(revision) or nil
+    if info then
+        last_info[id] = info
+    else
+        info = last_info[id]
+    end
+    if info then
+        return _M.entries(inst, info, sid, state.name, sid_key)
+    end
+    return nil
+end
+
+--- The instance the lists are built from at address `id` of a consumer's
+-- application state: the one registered there, else the removed one the
+-- validation chain keeps there; nil when neither.
+function _M.effective_at(state, id)
+    local inst = state.registered_by_address[id]
+    if inst then
+        return inst
+    end
+    local kept = state.kept[id]
+    return kept and kept.instance or nil
+end
+
 --- Adds to `set` (url -> entry) the entries of every instance of `state`
 -- (a consumer's application state: `name`, `instances`, `last_info`).
 -- `known(revision)` answers the MetadataInfo of a revision or nil; an
 -- instance whose revision is not known yet keeps the MetadataInfo it was
 -- last resolved with (so a failed fetch never removes it), or is left out.
-function _M.collect(set, state, sid, known)
-    local last_info = state.last_info
+-- With `by_id`, records there each instance's entries by address, and
+-- answers whether two entries had the same URL (then `set` holds the
+-- last one).
+function _M.collect(set, state, sid, known, by_id)
     local sid_key = service_id.format(sid)
+    local collided = false
     for _, inst in ipairs(state.instances) do
-        local revision = instance_model.revision(inst)
-        local id = _M.address_of(inst)
-        local info = revision and revision ~= "0" and known(revision) or nil
-        if info then
-            last_info[id] = info
-        else
-            info = last_info[id]
-        end
-        if info then
-            for _, entry in ipairs(_M.entries(inst, info, sid, state.name, sid_key)) do
+        local entries = _M.entries_of(state, inst, sid, known, sid_key)
+        if entries then
+            if by_id then
+                by_id[_M.address_of(inst)] = entries
+            end
+            for _, entry in ipairs(entries) do
+                if by_id and set[entry.url] ~= nil then
+                    collided = true
+                end
                 set[entry.url] = entry
             end
         end
     end
+    return collided
 end
 
+local function by_url(a, b) return a.url < b.url end
+
 --- The difference from `old` to `new` (url -> entry sets): `{added =,
--- removed =}` (each sorted by URL), and `new` as a list sorted by URL.
-function _M.diff(old, new)
-    local added, removed, sorted = {}, {}, {}
+-- removed =}` (each sorted by URL).
+function _M.changes(old, new)
+    local added, removed = {}, {}
     for u, entry in pairs(new) do
-        sorted[#sorted + 1] = entry
         if not old[u] then
             added[#added + 1] = entry
         end
@@ -207,11 +243,81 @@ function _M.diff(old, new)
             removed[#removed + 1] = entry
         end
     end
-    local function by_url(a, b) return a.url < b.url end
-    table_sort(sorted, by_url)
     table_sort(added, by_url)
     table_sort(removed, by_url)
-    return { added = added, removed = removed }, sorted
+    return { added = added, removed = removed }
+end
+
+--- `changes` for sets `old` and `new` that differ at most at the URLs of
+-- `touched` (url -> true): the same answer, for the cost of those URLs.
+function _M.changes_at(old, new, touched)
+    local added, removed = {}, {}
+    for u in pairs(touched) do
+        local o, n = old[u], new[u]
+        if n ~= nil and o == nil then
+            added[#added + 1] = n
+        elseif o ~= nil and n == nil then
+            removed[#removed + 1] = o
+        end
+    end
+    table_sort(added, by_url)
+    table_sort(removed, by_url)
+    return { added = added, removed = removed }
+end
+
+--- `new` (url -> entry) as a list sorted by URL. With `old_sorted`, the
+-- list of the set `new` was changed from by `changes` (its entries sorted
+-- by URL, one per URL), the list is merged from it: sorting thousands of
+-- URLs again for every change of one instance would dominate its cost.
+-- Either way every entry is `new`'s.
+function _M.sorted(new, changes, old_sorted)
+    local sorted = {}
+    if not old_sorted then
+        for _, entry in pairs(new) do
+            sorted[#sorted + 1] = entry
+        end
+        table_sort(sorted, by_url)
+        return sorted
+    end
+    -- Each added entry goes where a binary search puts it among the old
+    -- ones; the old entries between are copied (those still in `new`).
+    local added = changes.added
+    local n, n_old, from = 0, #old_sorted, 1
+    local function copy_upto(last)
+        for i = from, last do
+            local entry = new[old_sorted[i].url]
+            if entry ~= nil then
+                n = n + 1
+                sorted[n] = entry
+            end
+        end
+        from = last + 1
+    end
+    for j = 1, #added do
+        local a = added[j]
+        local at_url = a.url
+        local lo, hi = from, n_old
+        while lo <= hi do
+            local mid = math_floor((lo + hi) / 2)
+            if old_sorted[mid].url < at_url then
+                lo = mid + 1
+            else
+                hi = mid - 1
+            end
+        end
+        copy_upto(lo - 1)
+        n = n + 1
+        sorted[n] = a
+    end
+    copy_upto(n_old)
+    return sorted
+end
+
+--- The difference from `old` to `new` (url -> entry sets): `{added =,
+-- removed =}` (each sorted by URL), and `new` as a list sorted by URL.
+function _M.diff(old, new)
+    local changes = _M.changes(old, new)
+    return changes, _M.sorted(new, changes)
 end
 
 return _M

@@ -286,45 +286,102 @@ local address_of = address_list.address_of
 
 -- The instances the address lists are built from: the registered ones,
 -- then the removed ones the validation chain keeps (or is still asked
--- about) at an address nothing is registered at now.
+-- about) at an address nothing is registered at now. Without kept ones,
+-- the registry's list itself (the consumer's own copy, never changed):
+-- copying thousands of instances on every change is not worth it.
 local function effective(state)
-    local list, at = {}, {}
+    if next(state.kept) == nil then
+        return state.registered
+    end
+    local list, n = {}, 0
+    local registered_by_address = state.registered_by_address
     for _, inst in ipairs(state.registered) do
-        list[#list + 1] = inst
-        at[address_of(inst)] = true
+        n = n + 1
+        list[n] = inst
     end
     for id, kept in pairs(state.kept) do
-        if not at[id] then
-            list[#list + 1] = kept.instance
+        if not registered_by_address[id] then
+            n = n + 1
+            list[n] = kept.instance
         end
     end
     return list
 end
 
--- Regroups `state`'s instances by revision, asks for the unknown ones and
--- rebuilds the lists.
-function consumer:regroup(state)
-    local instances = effective(state)
-    state.instances = instances
-    local by_revision = {}
-    for _, inst in ipairs(instances) do
-        local revision = instance_model.revision(inst)
-        if revision and revision ~= "0" then
-            local group = by_revision[revision]
-            if not group then
-                group = {}
-                by_revision[revision] = group
-            end
-            group[#group + 1] = inst
+local effective_at = address_list.effective_at
+
+-- Revision groups: the instances of each revision the consumer knows
+-- (revision "0" is none).
+local function group_of(by_revision, inst, create)
+    local revision = instance_model.revision(inst)
+    if not revision or revision == "0" then
+        return nil
+    end
+    local group = by_revision[revision]
+    if not group and create then
+        group = {}
+        by_revision[revision] = group
+    end
+    return group, revision
+end
+
+local function ungroup(by_revision, inst)
+    local group, revision = group_of(by_revision, inst, false)
+    if not group then
+        return
+    end
+    for i = #group, 1, -1 do
+        if group[i] == inst then
+            table.remove(group, i)
+            break
         end
     end
-    state.by_revision = by_revision
+    if #group == 0 then
+        by_revision[revision] = nil
+    end
+end
+
+-- Regroups `state`'s instances by revision, asks for the unknown ones and
+-- rebuilds the lists. `changed` (address -> the instance the lists were
+-- built from there before, or false), when given, names every address
+-- whose instance may have changed since the last regroup: only those are
+-- regrouped, and the subscriptions update only those.
+function consumer:regroup(state, changed)
+    local instances = effective(state)
+    state.instances = instances
+    local by_revision = state.by_revision
+    if changed and state.grouped then
+        for id, old in pairs(changed) do
+            local new = effective_at(state, id)
+            if old ~= new then
+                if old then
+                    ungroup(by_revision, old)
+                end
+                if new then
+                    local group = group_of(by_revision, new, true)
+                    if group then
+                        group[#group + 1] = new
+                    end
+                end
+            end
+        end
+    else
+        changed = nil
+        by_revision = {}
+        for _, inst in ipairs(instances) do
+            local group = group_of(by_revision, inst, true)
+            if group then
+                group[#group + 1] = inst
+            end
+        end
+        state.by_revision, state.grouped = by_revision, true
+    end
     for revision in pairs(by_revision) do
         if not self:known(state.name, revision) then
             self:want(state, revision)
         end
     end
-    self:refresh(state)
+    self:refresh(state, changed)
 end
 
 local registered_at = address_list.registered_at
@@ -376,6 +433,7 @@ function consumer:validate(state, inst, why, chain)
         local reason = (d.rule and (d.rule .. ": ") or "") .. tostring(d.reason)
         local diff = { added = {}, updated = {}, removed = {} }
         local current = registered_at(state, id)
+        local changed = { [id] = effective_at(state, id) or false }
         if d.verdict == "remove" or current then
             -- Removed, or kept because a newer registration serves the
             -- address: the old instance leaves the lists either way.
@@ -400,7 +458,7 @@ function consumer:validate(state, inst, why, chain)
             end, "validation " .. id)
             self.log:info("%s %s kept until %d (%s)", state.name, id, until_ms, reason)
         end
-        self:regroup(state)
+        self:regroup(state, changed)
         self.rt:emit("ServiceInstancesChanged", { service_name = state.name,
                                                   instances = state.instances, diff = diff,
                                                   reasons = { [id] = reason } })
@@ -409,33 +467,111 @@ end
 
 -- The registry's news about an application.
 function consumer:on_instances(state, diff, instances)
-    -- Address -> the instance registered there now: removals below, and
-    -- every "is this address registered?" question later, look it up here.
-    local now_ids = {}
+    -- The addresses whose instance may change here, with the instance the
+    -- lists were built from there until now: the lists are updated there
+    -- only (every other instance is the very same object as before).
+    local changed = {}
+    local function note(id)
+        if changed[id] == nil then
+            changed[id] = effective_at(state, id) or false
+        end
+    end
+    -- Address -> the instance registered there now (every "is this
+    -- address registered?" question looks it up there) is kept up to date
+    -- change by change: each address of the new list is stamped with this
+    -- call's epoch, so that "is it still listed?" costs a lookup, and the
+    -- old list is searched for the addresses it lost only when the counts
+    -- say some are.
+    local by, stamps = state.registered_by_address, state.stamps
+    local epoch = state.epoch + 1
+    state.epoch = epoch
+    local fresh, listed_before, duplicated = {}, 0, false
     for _, inst in ipairs(instances) do
-        now_ids[address_of(inst)] = inst
+        local id = address_of(inst)
+        if stamps[id] == epoch then
+            duplicated = true
+        else
+            stamps[id] = epoch
+            local cur = by[id]
+            if cur ~= nil then
+                listed_before = listed_before + 1
+            end
+            if cur ~= inst then
+                note(id)
+                fresh[id] = inst
+            end
+        end
+    end
+    for _, list in ipairs({ diff.added or {}, diff.updated or {} }) do
+        for _, inst in ipairs(list) do
+            note(address_of(inst))
+        end
     end
     -- Removals: the diff's, and anything the last list had that this one
     -- lacks (a re-list after a reconnect may not say).
-    local removals, seen = {}, {}
+    local removals, seen, named_gone = {}, {}, 0
     for _, inst in ipairs(diff.removed or {}) do
         local id = address_of(inst)
         if not seen[id] then
             seen[id] = true
+            note(id)
             removals[#removals + 1] = { inst, "deleted" }
+            if by[id] ~= nil and stamps[id] ~= epoch then
+                named_gone = named_gone + 1
+            end
         end
     end
-    for _, inst in ipairs(state.registered) do
-        local id = address_of(inst)
-        if not now_ids[id] and not seen[id] then
-            seen[id] = true
-            removals[#removals + 1] = { inst, "missing" }
+    -- The old list is searched only when some address it had is neither
+    -- listed now nor named removed.
+    if duplicated or listed_before + named_gone ~= state.registered_count then
+        for _, inst in ipairs(state.registered) do
+            local id = address_of(inst)
+            if stamps[id] ~= epoch and not seen[id] then
+                seen[id] = true
+                note(id)
+                removals[#removals + 1] = { inst, "missing" }
+            end
         end
     end
-    state.registered, state.registered_by_address = instances, now_ids
+    for id in pairs(state.kept) do
+        if stamps[id] == epoch then
+            note(id)
+        end
+    end
+    local count = state.registered_count
+    for _, r in ipairs(removals) do
+        local id = address_of(r[1])
+        if stamps[id] ~= epoch then
+            if by[id] ~= nil then
+                by[id], count = nil, count - 1
+            end
+            stamps[id] = nil
+        end
+    end
+    for id, inst in pairs(fresh) do
+        if by[id] == nil then
+            count = count + 1
+        end
+        by[id] = inst
+    end
+    if duplicated or count ~= #instances then
+        -- Two instances at one address (or an index gone wrong): the index
+        -- is rebuilt whole, the last instance of an address wins, and the
+        -- lists are rebuilt whole.
+        by, stamps, count, changed = {}, {}, 0, nil
+        for _, inst in ipairs(instances) do
+            local id = address_of(inst)
+            if by[id] == nil then
+                count = count + 1
+            end
+            by[id], stamps[id] = inst, epoch
+        end
+    end
+    state.registered, state.registered_by_address = instances, by
+    state.stamps, state.registered_count = stamps, count
     -- An address registered again needs no keeping.
     for id, kept in pairs(state.kept) do
-        if now_ids[id] then
+        if by[id] then
             if kept.timer and not kept.timer:is_closed() then
                 kept.timer:close()
             end
@@ -467,7 +603,7 @@ function consumer:on_instances(state, diff, instances)
             self:validate(state, r[1], r[2], chain)
         end
     end
-    self:regroup(state)
+    self:regroup(state, changed)
 end
 
 -- Whether `state`'s registered instances alone (its removals applied)
@@ -487,8 +623,13 @@ function consumer.would_empty(_, state)
 end
 
 -- Rebuilds the lists of every subscription reading `state`'s app.
-function consumer.refresh(_, state)
+-- `changed` (address -> anything), when given, names every address whose
+-- instance may have changed since the last refresh: a subscription that
+-- took part in that one updates only those (subscription:update).
+function consumer.refresh(_, state, changed)
     state.ready = true
+    state.seq = state.seq + 1
+    state.delta = changed
     for sub in pairs(state.subs) do
         sub:rebuild()
     end
@@ -498,9 +639,9 @@ function consumer:attach(app, sub)
     local state = self.apps[app]
     if not state then
         state = { name = app, subs = {}, instances = {}, registered = {},
-                  registered_by_address = {}, kept = {},
+                  registered_by_address = {}, stamps = {}, epoch = 0, registered_count = 0, kept = {},
                   by_revision = {}, wanted = {}, pending = {}, tried = {}, last_info = {},
-                  ready = false }
+                  ready = false, seq = 0 }
         self.apps[app] = state
         state.watch = self.registry.watch_instances(app, function(diff, instances)
             if not self.closed and not state.detached then

@@ -30,6 +30,7 @@ function _M.new(consumer, sid, on_change, opts, debounce_ms)
         app_set = {},
         current = {}, -- url -> entry, as the listener last got it
         sorted = {},
+        order = {}, -- a private copy of `sorted`, which the next one is merged from
         latest = nil, -- url -> entry, as last computed (debounce holds it back)
         delivered = false, -- the listener got a list (live or stale)
         live = false, -- the listener got a list from the registry
@@ -102,20 +103,106 @@ end
 
 -- The list as the registry and the metadata give it now (url -> entry),
 -- or nil while the first list waits for every application's first read
--- and the first attempt at each of its revisions (unless `any`).
+-- and the first attempt at each of its revisions (unless `any`, which
+-- also leaves what the subscription keeps as it was).
 function subscription:compute(any)
     local consumer_ = self.consumer
-    local next_set = {}
     for app in pairs(self.app_set) do
         local state = consumer_.apps[app]
         if not any and not self.live and (not state.ready or next(state.pending) ~= nil) then
             return nil
         end
-        address_list.collect(next_set, state, self.sid, function(revision)
+    end
+    local only = next(self.app_set)
+    if only ~= nil and next(self.app_set, only) ~= nil then
+        only = nil
+    end
+    if not any and only ~= nil then
+        local set = self:update(consumer_.apps[only])
+        if set then
+            return set
+        end
+    end
+    local next_set = {}
+    local by_id = not any and only ~= nil and {} or nil
+    local collided = false
+    for app in pairs(self.app_set) do
+        local state = consumer_.apps[app]
+        collided = address_list.collect(next_set, state, self.sid, function(revision)
             return consumer_:known(app, revision)
-        end)
+        end, by_id) or collided
+    end
+    if not any then
+        -- The next list is compared with the last one URL by URL; a list
+        -- of one application whose URLs are all distinct is then kept up
+        -- to date instance by instance (see update).
+        self.touched = nil
+        self.part = by_id and not collided and { state = consumer_.apps[only], seq = consumer_.apps[only].seq,
+                                                 by_id = by_id } or nil
     end
     return next_set
+end
+
+-- The latest list changed only at the addresses the application's last
+-- refresh names (`state.delta`, after the refresh this list was computed
+-- at): updates it there, recording the URLs that moved in `touched`, and
+-- returns it; nil when it must be computed whole. A change of one
+-- instance among thousands then costs that instance's entries.
+function subscription:update(state)
+    local part, set = self.part, self.latest
+    if not part or part.state ~= state or not set then
+        return nil
+    end
+    if part.seq == state.seq then
+        return set
+    end
+    local delta = state.delta
+    if part.seq ~= state.seq - 1 or not delta then
+        return nil
+    end
+    part.seq = nil -- unusable until the update below completes
+    if set == self.current then
+        -- The listener's last list is compared with this one: change a copy.
+        local copy = {}
+        for u, entry in pairs(set) do
+            copy[u] = entry
+        end
+        set = copy
+        self.latest = set
+    end
+    local consumer_, touched, by_id = self.consumer, self.touched, part.by_id
+    local sid_key = self.id
+    local function known(revision)
+        return consumer_:known(state.name, revision)
+    end
+    for id in pairs(delta) do
+        for _, entry in ipairs(by_id[id] or {}) do
+            if set[entry.url] ~= entry then
+                return nil
+            end
+            set[entry.url] = nil
+            if touched then
+                touched[entry.url] = true
+            end
+        end
+        by_id[id] = nil
+        local inst = address_list.effective_at(state, id)
+        local entries = inst and address_list.entries_of(state, inst, self.sid, known, sid_key)
+        if entries then
+            for _, entry in ipairs(entries) do
+                if set[entry.url] ~= nil then
+                    return nil -- two addresses, one URL: which one wins is the full list's call
+                end
+                set[entry.url] = entry
+                if touched then
+                    touched[entry.url] = true
+                end
+            end
+            by_id[id] = entries
+        end
+    end
+    part.seq = state.seq
+    return set
 end
 
 -- Why `set` is held by empty-push protection, or nil: every entry is of a
@@ -197,15 +284,47 @@ function subscription:rebuild()
     self:deliver()
 end
 
+-- What the listener gets now: the set, and its sorted list. The next
+-- list is merged from a private copy of this one (the listener may change
+-- the list it gets). `touched`: the set is the latest list, which differs
+-- from the last one only at these URLs (the last one is brought up to
+-- date there, and stays a table of its own). `track`: later lists are
+-- compared with this one URL by URL (the registry's lists; not a
+-- snapshot's).
+function subscription:set_current(set, sorted, touched, track)
+    local order = {}
+    for i = 1, #sorted do
+        order[i] = sorted[i]
+    end
+    local current = self.current
+    if touched and current ~= set then
+        for u in pairs(touched) do
+            current[u] = set[u]
+        end
+    else
+        current = set
+    end
+    self.current, self.sorted, self.order, self.delivered = current, sorted, order, true
+    self.touched = track and {} or nil
+end
+
 -- Hands the latest list to the listener with the diff from the one it
 -- got last (when they differ, or when `force`), and saves it.
 function subscription:deliver(force)
     local consumer_ = self.consumer
-    local diff, sorted = address_list.diff(self.current, self.latest)
+    local diff
+    if self.touched then
+        diff = address_list.changes_at(self.current, self.latest, self.touched)
+    else
+        diff = address_list.changes(self.current, self.latest)
+    end
     if not force and #diff.added == 0 and #diff.removed == 0 then
         return
     end
-    self.current, self.sorted, self.delivered = self.latest, sorted, true
+    local sorted = address_list.sorted(self.latest, diff, self.order)
+    -- After a whole computation the next lists are compared URL by URL
+    -- from this one on.
+    self:set_current(self.latest, sorted, self.touched, true)
     self.stale = nil
     self.last_delivery = consumer_.rt:now()
     local conf = consumer_.snapshot
@@ -247,8 +366,10 @@ function subscription:serve_snapshot()
     for _, entry in ipairs(snap.entries) do
         set[entry.url] = entry
     end
-    local diff, sorted = address_list.diff(self.current, set)
-    self.current, self.sorted, self.delivered = set, sorted, true
+    local diff = address_list.changes(self.current, set)
+    local sorted = address_list.sorted(set, diff, self.order)
+    self:set_current(set, sorted)
+    self.part = nil
     self.stale = snap
     consumer_.log:warn("%s: the registry has not answered in %d ms: serving %d stale addresses"
                        .. " from %s (%d ms old)", self.id, conf.wait_ms, #sorted, snap.path, age)

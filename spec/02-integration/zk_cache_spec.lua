@@ -278,6 +278,66 @@ describe("zk:children_cache #zookeeper #integration", function()
         assert.not_equal(first_czxid, last.stat.czxid)
     end)
 
+    it("merges a batch of new children among the known ones in name order", function()
+        local zk = connect()
+        local writer = connect()
+        local base = unique("batch")
+        local function name(i)
+            return string.format("c%03d", i)
+        end
+        -- 20 known children (even numbers), then 40 new ones at once
+        -- (odd numbers among them, and past them): one re-list joins them.
+        for i = 0, 38, 2 do
+            assert.is_nil(call(writer, "create", base .. "/" .. name(i), "v", { parents = true }))
+        end
+        local cache, diffs = cache_of(zk, base)
+        wait_diffs(diffs, 1)
+        assert.equal(20, #names(diffs[1].added))
+        local done, wanted = 0, {}
+        for i = 0, 59 do
+            wanted[#wanted + 1] = name(i)
+            if i % 2 == 1 or i >= 40 then
+                assert(writer:create(base .. "/" .. name(i), "v", nil, function(e)
+                    assert.is_nil(e)
+                    done = done + 1
+                end))
+            end
+        end
+        os.execute("sleep 0.5")
+        assert.is_true(run_until(function() return done == 40 end))
+        assert.is_true(run_until(function() return #names(cache:snapshot()) == 60 end))
+        settle(200)
+        assert.same(wanted, names(cache:snapshot()))
+        local added = {}
+        for i = 2, #diffs do
+            for n in pairs(diffs[i].added) do
+                assert.is_nil(added[n], n .. " added twice")
+                added[n] = true
+            end
+            assert.same({}, diffs[i].removed)
+        end
+        assert.equal(40, #names(added))
+        -- Every child is found by name: a change of each is an update.
+        local from = #diffs
+        for i = 0, 59, 7 do
+            assert.is_nil(call(writer, "set", base .. "/" .. name(i), "w", -1))
+        end
+        assert.is_true(run_until(function()
+            local seen = 0
+            for k = from + 1, #diffs do
+                for _ in pairs(diffs[k].updated) do
+                    seen = seen + 1
+                end
+            end
+            return seen == 9
+        end))
+        for k = from + 1, #diffs do
+            assert.same({}, diffs[k].added)
+            assert.same({}, diffs[k].removed)
+        end
+        cache:close()
+    end)
+
     it("delivers data as bytes and flags oversized children", function()
         local zk = connect()
         local writer = connect()
