@@ -152,10 +152,12 @@ function _M.start(conf, mode)
         last_retry = 0,
     }, owner)
     local addresses = self.addresses
-    -- The balancer's reports, for the validation chain (recent_call).
-    self.report = function(address, ok, ms)
+    -- The balancer's reports (one record per worker, address and flush
+    -- interval), for the validation chain (recent_call).
+    self.report = function(address, ok_count, failed_count, ms, ok_age_ms, failed_age_ms)
         if self.consumer then
-            self.consumer:report_call(addresses[address] or address, ok, ms)
+            self.consumer:report_calls(addresses[address] or address, ok_count, failed_count, ms,
+                                       ok_age_ms, failed_age_ms)
         end
     end
     claim(self, mode)
@@ -367,9 +369,15 @@ function owner:step(premature)
     if not ok then
         ngx.log(ngx.ERR, "disco: owner step failed: ", tostring(err))
     end
-    local reports = shared.drain_feedback(dict, self.conf.feedback_batch, self.report)
-    if reports > 0 then
-        shared.bump(dict, "feedback_handled", reports)
+    local _, calls, malformed = shared.drain_feedback(dict, self.conf.feedback_batch, self.report)
+    if calls > 0 then
+        shared.bump(dict, "feedback_handled", calls)
+    end
+    if malformed > 0 then
+        -- Only a foreign writer (or a worker of an older disco still
+        -- finishing after a reload) writes those: skipped, counted, loud.
+        shared.bump(dict, "feedback_malformed", malformed)
+        ngx.log(ngx.WARN, "disco: ", malformed, " malformed feedback records skipped")
     end
     if next(self.held) then
         self:check_held(start)
