@@ -118,6 +118,7 @@ build = {
         ["disco.resty"] = "lua/disco/resty/init.lua",
         ["disco.resty.balancer"] = "lua/disco/resty/balancer.lua",
         ["disco.resty.discovery"] = "lua/disco/resty/discovery.lua",
+        ["disco.resty.feedback"] = "lua/disco/resty/feedback.lua",
         ["disco.resty.options"] = "lua/disco/resty/options.lua",
         ["disco.resty.owner"] = "lua/disco/resty/owner.lua",
         ["disco.resty.picker"] = "lua/disco/resty/picker.lua",

@@ -754,6 +754,52 @@ function consumer:report_call(address, ok, latency_ms)
     rec.latency_ms = latency_ms
 end
 
+--- Records several calls to `address` at once (what disco.resty's workers
+-- aggregate per flush interval): `ok_count` that succeeded and
+-- `failed_count` that failed, the last one taking `latency_ms`. The last
+-- ok (failed) call happened `ok_age_ms` (`failed_age_ms`, default 0) ms
+-- ago, so that `last_ok` and `last_failed` keep their order; neither moves
+-- back in time (records of several workers arrive in any order).
+-- @tparam string address "host:port"
+-- @tparam integer ok_count
+-- @tparam integer failed_count
+-- @tparam[opt] number latency_ms
+-- @tparam[opt] number ok_age_ms
+-- @tparam[opt] number failed_age_ms
+function consumer:report_calls(address, ok_count, failed_count, latency_ms, ok_age_ms, failed_age_ms)
+    if type(address) ~= "string" then
+        error("report_calls: address must be a \"host:port\" string", 2)
+    end
+    if type(ok_count) ~= "number" or ok_count < 0 or ok_count % 1 ~= 0
+        or type(failed_count) ~= "number" or failed_count < 0 or failed_count % 1 ~= 0 then
+        error("report_calls: ok_count and failed_count must be integers >= 0", 2)
+    end
+    if ok_count + failed_count == 0 then
+        return
+    end
+    local rec = self.calls[address]
+    if not rec then
+        rec = { ok = 0, failed = 0 }
+        self.calls[address] = rec
+    end
+    local now = self.rt:now()
+    if ok_count > 0 then
+        local t = now - (ok_age_ms or 0)
+        rec.ok = rec.ok + ok_count
+        if not rec.last_ok or t > rec.last_ok then
+            rec.last_ok = t
+        end
+    end
+    if failed_count > 0 then
+        local t = now - (failed_age_ms or 0)
+        rec.failed = rec.failed + failed_count
+        if not rec.last_failed or t > rec.last_failed then
+            rec.last_failed = t
+        end
+    end
+    rec.latency_ms = latency_ms
+end
+
 --- For each application the consumer watches: how many instances the
 -- registry lists (`instances`) and how many distinct revisions they carry
 -- (`revisions`).

@@ -26,7 +26,7 @@ describe("disco.resty.owner", function()
                 end
             end,
             now = function() return 0 end,
-            worker = { pid = function() return 1 end },
+            worker = { pid = function() return 1 end, exiting = function() return false end },
         }
         package.loaded["disco.resty.owner"] = nil
         owner_mod = require "disco.resty.owner"
@@ -149,5 +149,30 @@ describe("disco.resty.owner", function()
         dict.data[shared.OWNER_GEN] = 2
         o:on_list(SID, { entry("10.0.0.1", 80) })
         assert.is_nil(dict.data["v/" .. SID])
+    end)
+
+    it("hands the workers' records to consumer:report_calls, by instance, and counts the calls", function()
+        local dict = fake_dict(100000)
+        local o = new_owner(dict)
+        for _, name in ipairs(shared.COUNTERS) do
+            shared.ensure(dict, "c/" .. name, 0)
+        end
+        o:on_list(SID, { entry("10.0.0.1", 80) })
+        o.addresses["10.0.0.1:80"] = "instance-1"
+        local got = {}
+        o.consumer.report_calls = function(_, ...)
+            got[#got + 1] = { ... }
+        end
+        o.rt = { step = function() end }
+        o.report = owner_mod.reporter(o)
+        assert(shared.push_feedback(dict, "10.0.0.1:80", 5, 2, 3, 10, 40, 100))
+        dict:lpush(shared.FEEDBACK, "not a record")
+        assert(shared.push_feedback(dict, "10.0.0.9:80", 0, 1, nil, nil, 0, 100))
+        o:step(false)
+        assert.same({ { "instance-1", 5, 2, 3, 10, 40 }, { "10.0.0.9:80", 0, 1, nil, nil, 0 } }, got)
+        assert.equal(5 + 2 + 1, shared.counter(dict, "feedback_handled"))
+        assert.equal(1, shared.counter(dict, "feedback_malformed"))
+        assert.equal(0, #dict.lists[shared.FEEDBACK])
+        assert.matches("1 malformed feedback records skipped", logged[#logged], 1, true)
     end)
 end)

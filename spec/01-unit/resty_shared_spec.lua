@@ -116,35 +116,61 @@ describe("disco.resty.shared publish and read", function()
         assert.equal(1, shared.counter(dict, "decode_failed"))
     end)
 
-    it("bounds the feedback list, dropping the oldest, and drains it in order", function()
+    it("bounds the feedback list, dropping the oldest record, and drains it in order", function()
         local dict = fake_dict(10000)
         for i = 1, 5 do
-            assert.is_true(shared.push_feedback(dict, "10.0.0." .. i .. ":80", i % 2 == 1, i, 3))
+            assert.is_true(shared.push_feedback(dict, "10.0.0." .. i .. ":80", i, i % 2, i, 0, 7, 3))
         end
         assert.equal(2, shared.counter(dict, "feedback_dropped"))
         local got = {}
-        assert.equal(2, shared.drain_feedback(dict, 2, function(addr, ok, ms)
-            got[#got + 1] = { addr, ok, ms }
-        end))
-        assert.same({ { "10.0.0.3:80", true, 3 }, { "10.0.0.4:80", false, 4 } }, got)
-        assert.equal(1, shared.drain_feedback(dict, 10, function() end))
-        -- A full dict drops the outcome (counted), evicting nothing.
+        assert.same({ 2, 3 + 1 + 4 + 0, 0 }, { shared.drain_feedback(dict, 2, function(...)
+            got[#got + 1] = { ... }
+        end) })
+        assert.same({ { "10.0.0.3:80", 3, 1, 3, 0, 7 }, { "10.0.0.4:80", 4, 0, 4, 0 } }, got)
+        assert.same({ 1, 5 + 1, 0 }, { shared.drain_feedback(dict, 10, function() end) })
+        assert.same({ 0, 0, 0 }, { shared.drain_feedback(dict, 10, function() end) })
+        -- A full dict refuses the record (counted), evicting nothing.
         local full = fake_dict(4)
-        assert.is_false(shared.push_feedback(full, "10.0.0.1:80", true, 1, 3))
+        assert.is_false(shared.push_feedback(full, "10.0.0.1:80", 1, 0, 1, 0, nil, 3))
         assert.equal(0, full.used())
     end)
 
-    it("drains outcomes without a latency, and skips (but counts) malformed records", function()
+    it("writes ages only for the outcomes counted, and reads back what it wrote", function()
         local dict = fake_dict(10000)
-        assert.is_true(shared.push_feedback(dict, "[::1]:80", false, nil, 10))
-        for _, junk in ipairs({ "garbage", "\t1\t5", "10.0.0.1:80\t2\t5", "10.0.0.1:80\t1" }) do
-            dict:lpush(shared.FEEDBACK, junk)
+        assert.is_true(shared.push_feedback(dict, "[::1]:80", 0, 2, nil, 5, 12.5, 10))
+        assert.same({ "[::1]:80\t0\t2\t\t\t12.5" }, dict.lists[shared.FEEDBACK])
+        assert.same({ "[::1]:80", 0, 2, nil, nil, 12.5 },
+                    { shared.parse_feedback(dict.lists[shared.FEEDBACK][1]) })
+        assert.same({ "10.0.0.1:80", 7, 0, 1.5, 0 }, { shared.parse_feedback("10.0.0.1:80\t7\t0\t1.5\t0\t") })
+    end)
+
+    it("skips and counts malformed records, handing on the good ones", function()
+        local dict = fake_dict(10000)
+        assert.is_true(shared.push_feedback(dict, "[::1]:80", 0, 1, nil, nil, 3, 20))
+        local junk = {
+            "garbage",
+            "10.0.0.1:80\t1\t5",                    -- the format before aggregation
+            "\t1\t0\t\t0\t",                         -- no address
+            "10.0.0.1:80\t0\t0\t\t\t",               -- no call counted
+            "10.0.0.1:80\t-1\t2\t\t\t0",             -- a negative count
+            "10.0.0.1:80\t1.5\t0\t\t0\t",            -- a fractional count
+            "10.0.0.1:80\tx\t0\t\t0\t",              -- not a number
+            "10.0.0.1:80\t1\t0\tslow\t0\t",          -- a bad latency
+            "10.0.0.1:80\t1\t0\t1\t-4\t",            -- a negative age
+            "10.0.0.1:80\t1\t0\t1\tnan\t",           -- not a number either
+            "10.0.0.1:80\t1\t0\t1\t0\t\textra",      -- a field too many
+            "10.0.0.1:80\t1\t0\t1\t0",                -- a field too few
+        }
+        for _, record in ipairs(junk) do
+            assert.is_nil(shared.parse_feedback(record), record)
+            dict:lpush(shared.FEEDBACK, record)
         end
-        assert.is_true(shared.push_feedback(dict, "10.0.0.9:80", true, 0.5, 10))
+        assert.is_nil(shared.parse_feedback(nil))
+        assert.is_true(shared.push_feedback(dict, "10.0.0.9:80", 4, 0, 0.5, 10, nil, 20))
         local got = {}
-        assert.equal(6, shared.drain_feedback(dict, 10, function(addr, ok, ms)
-            got[#got + 1] = { addr, ok, ms or "none" }
-        end))
-        assert.same({ { "[::1]:80", false, "none" }, { "10.0.0.9:80", true, 0.5 } }, got)
+        assert.same({ #junk + 2, 1 + 4, #junk }, { shared.drain_feedback(dict, 100, function(...)
+            got[#got + 1] = { ... }
+        end) })
+        assert.same({ { "[::1]:80", 0, 1, nil, nil, 3 }, { "10.0.0.9:80", 4, 0, 0.5, 10 } }, got)
     end)
 end)

@@ -1,8 +1,10 @@
 --- Balancing an nginx upstream over a disco list: `balance()` in
 -- balancer_by_lua picks a node, and on a retry the next node this request
--- has not tried; `log()` in log_by_lua reports each attempt's outcome to
--- the owner (through a bounded list in the shared dict), which hands it to
--- `consumer:report_call` for the validation chain (validation/recent_call).
+-- has not tried; `log()` in log_by_lua counts each attempt's outcome per
+-- address in this worker (disco.resty.feedback), and a timer hands the
+-- counts to the owner every `feedback_flush` seconds (through a bounded
+-- list in the shared dict), which gives them to `consumer:report_calls`
+-- for the validation chain (validation/recent_call).
 --
 --    upstream hello {
 --        server 0.0.0.1;   # a placeholder, never used
@@ -21,9 +23,9 @@
 -- Nodes must be IP addresses (ngx.balancer does not resolve names).
 -- @module disco.resty.balancer
 
+local feedback = require "disco.resty.feedback"
 local picker = require "disco.resty.picker"
 local resty = require "disco.resty"
-local shared = require "disco.resty.shared"
 
 local ngx = ngx
 local str_find = string.find
@@ -150,6 +152,23 @@ function _M.balance(sid, opts)
     end
 end
 
+-- "host:port" of a node as $upstream_addr writes it (an IPv6 host in
+-- brackets), made once per node: log() reports the single attempt of most
+-- requests without reading $upstream_addr. Weak keys: the nodes of a list
+-- a newer version replaced go with it.
+local peer_names = setmetatable({}, { __mode = "k" })
+
+local function peer_name(node)
+    local name = peer_names[node]
+    if not name then
+        local host = node.host
+        name = (str_find(host, ":", 1, true) and ("[" .. host .. "]") or host) .. ":" .. node.port
+        peer_names[node] = name
+    end
+    return name
+end
+_M.peer_name = peer_name -- for the unit spec
+
 -- Whether an attempt's status means the node answered. nginx reports 502
 -- for a connection that failed and 504 for a timeout; a node that answered
 -- anything else (even 500) is alive.
@@ -158,12 +177,37 @@ local function answered(status)
     return status ~= nil and status ~= 502 and status ~= 504
 end
 
---- Reports every attempt of this request (log_by_lua): its address, whether
--- the node answered, and its time in ms, from $upstream_addr,
--- $upstream_status and $upstream_response_time. Does nothing for requests
--- that did not go through `balance()`, or when `feedback = false`.
+-- This worker's aggregator, created by the first log() (not in
+-- init_worker: a worker that proxies nothing runs no flush timer).
+local aggregator
+
+local function start_aggregator(conf, dict)
+    local agg = feedback.new(dict, conf.feedback_cap, ngx.now)
+    aggregator = agg
+    local ok, err = ngx.timer.every(conf.feedback_flush, function(premature)
+        agg.flush()
+        if premature then
+            -- The worker is exiting (reload, stop): this was the timer's
+            -- last run, so the requests it still finishes report at once.
+            agg.flush_each = true
+        end
+    end)
+    if not ok then
+        ngx.log(ngx.WARN, "disco: no feedback flush timer (", err, "): reporting every call at once")
+        agg.flush_each = true
+    end
+    return agg
+end
+
+--- Counts every attempt of this request (log_by_lua) in this worker's
+-- aggregator: its address, whether the node answered, and its time in ms,
+-- from $upstream_status and $upstream_response_time (and $upstream_addr
+-- when there was more than one attempt); the flush timer hands the counts
+-- to the owner. Does nothing for requests that did not go through
+-- `balance()`, or when `feedback = false`.
 function _M.log()
-    if not ngx.ctx.disco_balancer then
+    local st = ngx.ctx.disco_balancer
+    if not st then
         return
     end
     local conf = resty.config()
@@ -171,17 +215,25 @@ function _M.log()
         return
     end
     local var = ngx.var
+    local record = (aggregator or start_aggregator(conf, resty.dict())).record
+    local statuses = var.upstream_status
+    -- One attempt (most requests): balance() ran once (a retry makes
+    -- `tried`) and picked a node, and the status list has one entry (no
+    -- separator): the attempt went to that node. No $upstream_addr read,
+    -- no splitting, no tables.
+    if not st.tried and st.last > 0 and statuses and not str_find(statuses, " ", 1, true) then
+        local secs = tonumber(var.upstream_response_time)
+        record(peer_name(st.nodes[st.last]), answered(statuses), secs and secs * 1000)
+        return
+    end
     local addrs = var.upstream_addr
     if not addrs then
         return
     end
-    local dict = resty.dict()
-    local statuses, times = var.upstream_status, var.upstream_response_time
-    -- One attempt (most requests): no separator in the address list, so
-    -- no splitting, no tables.
+    local times = var.upstream_response_time
     if not str_find(addrs, " ", 1, true) then
         local secs = tonumber(times)
-        shared.push_feedback(dict, addrs, answered(statuses), secs and secs * 1000, conf.feedback_cap)
+        record(addrs, answered(statuses), secs and secs * 1000)
         return
     end
     -- "a, b : c": commas separate tries, colons internal redirects.
@@ -197,7 +249,7 @@ function _M.log()
     for addr in addrs:gmatch("[^,%s]+") do
         n = n + 1
         local secs = tonumber(time_list[n])
-        shared.push_feedback(dict, addr, answered(status_list[n]), secs and secs * 1000, conf.feedback_cap)
+        record(addr, answered(status_list[n]), secs and secs * 1000)
     end
 end
 

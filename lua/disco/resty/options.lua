@@ -14,8 +14,9 @@ _M.DEFAULTS = {
     owner = "auto",
     slow_step_ms = 20,     -- a step longer than this is logged and counted
     feedback = true,       -- the balancer reports call outcomes to the owner
-    feedback_cap = 4096,   -- outcomes waiting in the dict at most
-    feedback_batch = 512,  -- outcomes the owner handles per step at most
+    feedback_cap = 4096,   -- feedback records waiting in the dict at most
+    feedback_batch = 512,  -- feedback records the owner handles per step at most
+    feedback_flush = 0.2,  -- seconds between two flushes of a worker's call counts
     retry_interval = 1,    -- seconds between retries of a publish that failed
     empty_grace = 10,      -- seconds connected before a held empty list is published
     estimate = { nodes_per_service = 256, bytes_per_node = 160 },
@@ -35,6 +36,7 @@ local TYPES = {
     registry = "string", subscriptions = "table", dict = "string", step_interval = "number",
     owner = "string", runtime = "table", consumer = "table", slow_step_ms = "number",
     feedback = "boolean", feedback_cap = "number", feedback_batch = "number",
+    feedback_flush = "number",
     retry_interval = "number", estimate = "table", empty_grace = "number",
 }
 
@@ -162,6 +164,9 @@ function _M.check(conf)
     check_positive(out, "slow_step_ms", false)
     check_positive(out, "feedback_cap", true)
     check_positive(out, "feedback_batch", true)
+    -- Up to 10 s: validation/recent_call weighs calls against the session
+    -- timeout, and a report later than that would come too late.
+    check_positive(out, "feedback_flush", false, 10)
     check_positive(out, "retry_interval", false)
     if out.empty_grace < 0 then
         fail("option 'empty_grace' must be a number >= 0, got %s", tostring(out.empty_grace))

@@ -131,6 +131,20 @@ local function claim(self, mode)
     return gen
 end
 
+--- The function the owner's step hands each feedback record to (one per
+-- worker, address and flush interval): the consumer's report_calls, for
+-- the validation chain (recent_call), with the node's "host:port" mapped
+-- to its instance address.
+function _M.reporter(self)
+    local addresses = self.addresses
+    return function(address, ok_count, failed_count, ms, ok_age_ms, failed_age_ms)
+        if self.consumer then
+            self.consumer:report_calls(addresses[address] or address, ok_count, failed_count, ms,
+                                       ok_age_ms, failed_age_ms)
+        end
+    end
+end
+
 --- Starts the owner in this process (init_worker of the owning process).
 -- @tparam table conf the checked configuration (disco.resty.options)
 -- @tparam string mode "worker0" or "agent" (shown in the status)
@@ -151,13 +165,7 @@ function _M.start(conf, mode)
         busy_ms = 0,    -- time spent in steps (loop time of this process)
         last_retry = 0,
     }, owner)
-    local addresses = self.addresses
-    -- The balancer's reports, for the validation chain (recent_call).
-    self.report = function(address, ok, ms)
-        if self.consumer then
-            self.consumer:report_call(addresses[address] or address, ok, ms)
-        end
-    end
+    self.report = _M.reporter(self)
     claim(self, mode)
     ngx.log(ngx.NOTICE, "disco: owner started (", mode, ", pid ", ngx.worker.pid(),
             ", generation ", self.gen, ")")
@@ -367,9 +375,15 @@ function owner:step(premature)
     if not ok then
         ngx.log(ngx.ERR, "disco: owner step failed: ", tostring(err))
     end
-    local reports = shared.drain_feedback(dict, self.conf.feedback_batch, self.report)
-    if reports > 0 then
-        shared.bump(dict, "feedback_handled", reports)
+    local _, calls, malformed = shared.drain_feedback(dict, self.conf.feedback_batch, self.report)
+    if calls > 0 then
+        shared.bump(dict, "feedback_handled", calls)
+    end
+    if malformed > 0 then
+        -- Only a foreign writer (or a worker of an older disco still
+        -- finishing after a reload) writes those: skipped, counted, loud.
+        shared.bump(dict, "feedback_malformed", malformed)
+        ngx.log(ngx.WARN, "disco: ", malformed, " malformed feedback records skipped")
     end
     if next(self.held) then
         self:check_held(start)

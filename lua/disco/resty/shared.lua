@@ -9,7 +9,8 @@
 --    owner/gen           generation counter: each owner claims the next one
 --    owner/pid, owner/since, owner/beat, owner/state, owner/mode
 --    c/<name>            counters (publish_failed, feedback_dropped, ...)
---    fb                  the balancer's call outcomes (a bounded list)
+--    fb                  the balancer's call outcomes, one record per worker,
+--                        address and flush interval (a bounded list)
 --
 -- A publish writes the new data key first, then switches the version key,
 -- then deletes the superseded data key; a write that does not fit leaves the
@@ -46,7 +47,7 @@ _M.FEEDBACK = "fb"
 
 --- Counters every owner creates when it claims the dict.
 _M.COUNTERS = { "publish_ok", "publish_failed", "feedback_handled", "feedback_dropped",
-                "feedback_failed", "decode_failed", "slow_steps", "claims" }
+                "feedback_failed", "feedback_malformed", "decode_failed", "slow_steps", "claims" }
 
 local FORMAT_TAG = "D1 "
 
@@ -373,12 +374,35 @@ end
 
 -- -------------------------------------------------------------- feedback
 
---- Queues one call outcome for the owner. The list is capped at `cap`
--- entries: beyond, the oldest is dropped and counted. `lpush` never
--- evicts other keys; a full dict drops the outcome (counted).
--- @return true, or false when it was dropped
-function _M.push_feedback(dict, address, ok, latency_ms, cap)
-    local record = address .. "\t" .. (ok and "1" or "0") .. "\t" .. (latency_ms or "")
+-- A record is what one worker saw of one address during one flush
+-- interval (disco.resty.feedback aggregates the calls):
+--
+--    address TAB ok_count TAB failed_count TAB latency_ms TAB ok_age_ms TAB failed_age_ms
+--
+-- counts are integers >= 0 (not both 0); latency_ms is the last call's
+-- (empty when unknown); the ages are how long before the flush the last ok
+-- and the last failed call happened (empty when that count is 0), so that
+-- the owner keeps their order (validation/recent_call asks whether a call
+-- failed after the last successful one).
+
+local function age_field(count, age)
+    if count > 0 and age then
+        return age
+    end
+    return ""
+end
+
+--- Queues one record for the owner: `address` answered `ok_count` calls
+-- and failed `failed_count`, the last one taking `latency_ms`; the last ok
+-- (failed) call was `ok_age_ms` (`failed_age_ms`) ago. The list is capped
+-- at `cap` records: beyond, the oldest is dropped and counted
+-- (`feedback_dropped`). `lpush` never evicts other keys; a full dict
+-- refuses the record (counted, `feedback_failed`).
+-- @return true, or false when it was not queued
+function _M.push_feedback(dict, address, ok_count, failed_count, latency_ms, ok_age_ms,
+                          failed_age_ms, cap)
+    local record = address .. "\t" .. ok_count .. "\t" .. failed_count .. "\t" .. (latency_ms or "")
+        .. "\t" .. age_field(ok_count, ok_age_ms) .. "\t" .. age_field(failed_count, failed_age_ms)
     local len = dict:lpush(_M.FEEDBACK, record)
     if not len then
         _M.bump(dict, "feedback_failed")
@@ -391,27 +415,81 @@ function _M.push_feedback(dict, address, ok, latency_ms, cap)
     return true
 end
 
---- Pops up to `max` outcomes, oldest first, calling
--- `fn(address, ok, latency_ms)` for each; returns how many.
+-- A count field: a decimal integer >= 0, or nil.
+local function parse_count(s)
+    if not str_find(s, "^%d+$") then
+        return nil
+    end
+    return tonumber(s)
+end
+
+-- An optional number >= 0: false when the field is empty, nil when bad.
+local function parse_optional(s)
+    if s == "" then
+        return false
+    end
+    local v = tonumber(s)
+    if not v or v < 0 or v ~= v or v == math.huge then
+        return nil
+    end
+    return v
+end
+
+--- Parses one record (the format above).
+-- @return address, ok_count, failed_count, latency_ms, ok_age_ms,
+-- failed_age_ms (the last three nil when absent); or nil when the record
+-- is malformed
+function _M.parse_feedback(record)
+    if type(record) ~= "string" then
+        return nil
+    end
+    local fields, pos = {}, 1
+    for i = 1, 5 do
+        local tab = str_find(record, "\t", pos, true)
+        if not tab then
+            return nil
+        end
+        fields[i] = str_sub(record, pos, tab - 1)
+        pos = tab + 1
+    end
+    local last = str_sub(record, pos)
+    if str_find(last, "\t", 1, true) then
+        return nil
+    end
+    local address = fields[1]
+    local ok_count, failed_count = parse_count(fields[2]), parse_count(fields[3])
+    local latency, ok_age, failed_age = parse_optional(fields[4]), parse_optional(fields[5]),
+        parse_optional(last)
+    if address == "" or not ok_count or not failed_count or ok_count + failed_count == 0
+        or latency == nil or ok_age == nil or failed_age == nil then
+        return nil
+    end
+    return address, ok_count, failed_count, latency or nil, ok_age or nil, failed_age or nil
+end
+local parse_feedback = _M.parse_feedback
+
+--- Pops up to `max` records, oldest first, calling
+-- `fn(address, ok_count, failed_count, latency_ms, ok_age_ms, failed_age_ms)`
+-- for each well-formed one.
+-- @return the records popped, the calls they count, the malformed records
+-- (skipped)
 function _M.drain_feedback(dict, max, fn)
-    local n = 0
+    local n, calls, malformed = 0, 0, 0
     while n < max do
         local record = dict:rpop(_M.FEEDBACK)
         if record == nil then
             break
         end
         n = n + 1
-        -- "address TAB 0|1 TAB latency": plain finds, no pattern captures
-        -- (this runs once per proxied request).
-        local tab = str_find(record, "\t", 1, true)
-        if tab and tab > 1 and str_sub(record, tab + 2, tab + 2) == "\t" then
-            local flag = str_byte(record, tab + 1)
-            if flag == 49 or flag == 48 then -- "1" or "0"
-                fn(str_sub(record, 1, tab - 1), flag == 49, tonumber(str_sub(record, tab + 3)))
-            end
+        local address, ok_count, failed_count, latency, ok_age, failed_age = parse_feedback(record)
+        if address then
+            calls = calls + ok_count + failed_count
+            fn(address, ok_count, failed_count, latency, ok_age, failed_age)
+        else
+            malformed = malformed + 1
         end
     end
-    return n
+    return n, calls, malformed
 end
 
 return _M
