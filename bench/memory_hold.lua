@@ -149,17 +149,16 @@ if opts.breakdown and total > 0 then
         before = now
     end
     drop("identity tables", function(w)
-        for _, inst in pairs(w.instances) do
+        for _, inst in ipairs(w.sorted) do
             inst.identity = nil
         end
     end)
     drop("metadata tables", function(w)
-        for _, inst in pairs(w.instances) do
+        for _, inst in ipairs(w.sorted) do
             inst.metadata = nil
         end
     end)
-    drop("sorted list", function(w) w.sorted = {} end)
-    drop("instances (rest)", function(w) w.instances = {} end)
+    drop("instances (rest)", function(w) w.sorted = {} end)
 end
 
 io.stdin:read("*a")
