@@ -24,9 +24,11 @@ _M.BULK_PAUSE = 100
 --- The collector's step multiplier (percent) during a burst of loads:
 -- above LuaJIT's 200 each step collects more, so that a cycle ends (and
 -- the parse garbage is freed) before the heap has grown much past what is
--- live; the heap's high mark is what stays in RSS. Higher values give a
--- little more back at a steep CPU cost (bench/memory.lua).
-_M.BULK_STEPMUL = 300
+-- live; the heap's high mark is what stays in RSS. bench/memory.lua
+-- (100,000 instances): 400 holds ~40 bytes less per instance than 200
+-- for ~13% more CPU during the load; 300 gave nothing measurable for
+-- ~10% more; 800 (round 1) ~110 bytes for ~35%. Only bursts pay it.
+_M.BULK_STEPMUL = 400
 
 --- Settles run so far (tests and benchmarks).
 _M.settles = 0
