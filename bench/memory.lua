@@ -9,11 +9,13 @@
 -- plugin watching every application), Java (bench/peers/run-java) and
 -- kazoo (bench/peers/run-kazoo). The figure is the RSS at `ready` minus
 -- the RSS of the same program holding nothing (`--apps 0`), per instance;
--- the median of RUNS runs (default 3).
+-- the median of RUNS runs (default 3). For disco also the CPU time its
+-- process used up to `ready` (connect, reads, parsing, collection).
 --
 --   build/disco run bench/memory.lua [RUNS=3]
 --   BENCH_APPS=100 BENCH_PER_APP=100 BENCH_BREAKDOWN=1 build/disco run bench/memory.lua 1
 --   BENCH_ONLY_DISCO=1 ...: disco's row only
+--   BENCH_STEPMUL=N ...: disco's collector step multiplier during loads
 local rt = ...
 package.path = "bench/?.lua;" .. package.path
 local common = require "common"
@@ -125,16 +127,18 @@ local fifo_n = 0
 
 -- Runs `cmd` (a shell command of a hold program) with stdin on a FIFO the
 -- bench holds open; at `ready <n>` reads the RSS, then closes stdin so the
--- program ends. Returns the RSS in KiB and n, or nil and what went wrong.
+-- program ends. Returns the RSS in KiB, n and the CPU time the program says
+-- it used (ms, or nil), or nil and what went wrong.
 local function hold(cmd, dir)
     fifo_n = fifo_n + 1
     local fifo = string.format("%s/stdin-%d", dir, fifo_n)
     assert(os.execute("mkfifo " .. fifo) == 0, "mkfifo failed")
     local out = assert(io.popen(string.format("echo pid $$; exec %s < %s", cmd, fifo), "r"))
     local stdin = assert(io.open(fifo, "w"))
-    local pid, rss, count, other
+    local pid, rss, count, other, cpu
     for line in out:lines() do
         pid = pid or tonumber(line:match("^pid (%d+)$"))
+        cpu = cpu or tonumber(line:match("^cpu (%d+)$"))
         local n = line:match("^ready (%d+)")
         if n then
             count = tonumber(n)
@@ -155,7 +159,7 @@ local function hold(cmd, dir)
     if not rss then
         return nil, other or "no ready line"
     end
-    return rss, count
+    return rss, count, cpu
 end
 
 local function file_exists(path)
@@ -199,10 +203,11 @@ common.run(rt, function(zk)
         if prog.script and not file_exists(prog.script) then
             row.missing = "n/a (comparator missing)"
         else
-            local per, base_list, full_list = {}, {}, {}
+            local per, base_list, full_list, cpu_list = {}, {}, {}, {}
             for _ = 1, RUNS do
                 local base, berr = hold(prog.cmd .. " --apps 0", dir)
-                local full, n = hold(prog.cmd, dir)
+                local full, n, cpu = hold(prog.cmd, dir)
+                cpu_list[#cpu_list + 1] = cpu
                 if not base or not full then
                     row.missing = "n/a (" .. tostring(base and n or berr) .. ")"
                     break
@@ -213,6 +218,7 @@ common.run(rt, function(zk)
             end
             if not row.missing then
                 row.per, row.base, row.full = per, common.median(base_list), common.median(full_list)
+                row.cpu = #cpu_list == RUNS and cpu_list or nil
             end
         end
     end
@@ -235,6 +241,10 @@ common.run(rt, function(zk)
                                 row.label, m, math.min(unpack(row.per)), math.max(unpack(row.per)),
                                 row.base / 1024, row.full / 1024))
             row.median = m
+            if row.cpu then
+                print(string.format("  %-36s CPU to ready %.0f ms (%.0f-%.0f)", "", common.median(row.cpu),
+                                    math.min(unpack(row.cpu)), math.max(unpack(row.cpu))))
+            end
         end
     end
     if rows[1].median then

@@ -40,6 +40,12 @@ local function lua_bytes()
     return collectgarbage("count") * 1024
 end
 
+-- BENCH_STEPMUL: the collector's step multiplier during bulk loads, to
+-- compare settings (disco.memory.BULK_STEPMUL).
+if os.getenv("BENCH_STEPMUL") then
+    require("disco.memory").BULK_STEPMUL = assert(tonumber(os.getenv("BENCH_STEPMUL")))
+end
+
 local loop = rt.loop
 local registry = assert(rt:registry("zookeeper://" .. opts.zk))
 common.wait(loop, function() return registry.session():state() == "connected" end, 20000, "connect")
@@ -73,6 +79,8 @@ local deadline = core.hrtime() + 2000
 while memory.settles == settles0 and #handles > 0 and core.hrtime() < deadline do
     loop:run_once()
 end
+-- The process's CPU time (every thread) up to here, for bench/memory.lua.
+print(string.format("cpu %.0f", os.clock() * 1000))
 print("ready " .. total)
 io.stdout:flush()
 
@@ -149,17 +157,16 @@ if opts.breakdown and total > 0 then
         before = now
     end
     drop("identity tables", function(w)
-        for _, inst in pairs(w.instances) do
+        for _, inst in ipairs(w.sorted) do
             inst.identity = nil
         end
     end)
     drop("metadata tables", function(w)
-        for _, inst in pairs(w.instances) do
+        for _, inst in ipairs(w.sorted) do
             inst.metadata = nil
         end
     end)
-    drop("sorted list", function(w) w.sorted = {} end)
-    drop("instances (rest)", function(w) w.instances = {} end)
+    drop("instances (rest)", function(w) w.sorted = {} end)
 end
 
 io.stdin:read("*a")

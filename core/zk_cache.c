@@ -22,8 +22,10 @@
  * watches never pile up on a path.
  *
  * Requests and watches reach entries by name (entries move in the sorted
- * array); each holds a reference (`pending`) on the cache, which is freed
- * once closed with no reference left.
+ * array); each request holds a reference (`pending`) on the cache, which is
+ * freed once closed with no reference left. A child's data watch, which
+ * lives as long as the child is watched, keeps no record of its own: it
+ * holds the cache's anchor, and its event's path names the child.
  *
  * Child reads are bounded per session (DISCO__CACHE_MAX_READS, whatever
  * the number of caches): a consumer that starts watching a thousand
@@ -55,6 +57,15 @@ typedef struct {
   unsigned change : 2;   /* DISCO__CHANGE_* not reported yet */
   unsigned dirty : 1;    /* must be read in the next round */
 } disco__cache_entry_t;
+
+/* What the children's data watches hold instead of a record each (a
+ * consumer has one per instance it watches): the cache until it is gone,
+ * then NULL. Freed with the last reference (the cache's and one per
+ * watch). */
+typedef struct {
+  disco_zk_cache_t *cache;
+  size_t refs;
+} disco__cache_anchor_t;
 
 /* One request, and its watch if any. A watch may outlive the cache (it ends
  * only when it fires or the session closes): a closed cache detaches its
@@ -93,6 +104,7 @@ enum { DISCO__CACHE_BLOCK_SIZE = 32 * 1024 };
 
 struct disco_zk_cache_s {
   disco__zk_listener_t listener;
+  disco__cache_anchor_t *anchor;
   disco_qitem_t finish_item; /* the close's last step, on the next tick */
   disco_zk_t *zk;
   char *path;
@@ -398,10 +410,17 @@ static int disco__cache_present(disco_zk_cache_t *c, const char *name) {
 
 /* ------------------------------------------------------------ requests */
 
+static void disco__cache_anchor_release(disco__cache_anchor_t *anchor) {
+  if (--anchor->refs == 0)
+    free(anchor);
+}
+
 static void disco__cache_finish(disco_zk_cache_t *c) {
   size_t i;
 
   disco__zk_remove_state_listener(&c->listener);
+  c->anchor->cache = NULL;
+  disco__cache_anchor_release(c->anchor);
   while (c->reqs.next != &c->reqs) {
     disco__cache_req_t *req =
         disco__container_of(c->reqs.next, disco__cache_req_t, link);
@@ -511,12 +530,12 @@ static void disco__cache_fail(disco_zk_cache_t *c, int err, const char *what) {
               c->path, what, disco_strerror(err));
 }
 
-/* Any watch of the cache fired or ended. */
+/* The child watch, or the exists watch on a missing parent, fired or
+ * ended. */
 static void disco__cache_watch_cb(disco_zk_t *zk, const disco_zk_event_t *ev,
                                   void *data) {
   disco__cache_req_t *req;
   disco_zk_cache_t *c;
-  disco__cache_entry_t *e;
 
   (void)zk;
   req = data;
@@ -526,28 +545,62 @@ static void disco__cache_watch_cb(disco_zk_t *zk, const disco_zk_event_t *ev,
     return;
   }
   c->pending++;
-  if (req->name[0] != '\0') {
-    e = disco__cache_get(c, req->name);
-    if (e != NULL && req->kept && e->watch_gen == req->generation)
-      e->watch_gen = 0;
-    if (ev->status == 0 && !c->closing && e != NULL) {
-      e->dirty = 1;
-      if (ev->type == DISCO_ZK_EVENT_DELETED)
-        c->need_list = 1; /* gone, or gone and back: the list decides */
-      disco__cache_round(c);
-    }
-  } else {
-    /* The child watch, or the exists watch on a missing parent. */
-    if (req->kept && c->list_gen == req->generation)
-      c->list_gen = 0;
-    if (req->kept && c->exists_gen == req->generation)
-      c->exists_gen = 0;
-    if (ev->status == 0 && !c->closing) {
-      c->need_list = 1;
-      disco__cache_round(c);
-    }
+  if (req->kept && c->list_gen == req->generation)
+    c->list_gen = 0;
+  if (req->kept && c->exists_gen == req->generation)
+    c->exists_gen = 0;
+  if (ev->status == 0 && !c->closing) {
+    c->need_list = 1;
+    disco__cache_round(c);
   }
   disco__cache_req_release(req);
+  c->pending--;
+  disco__cache_maybe_finish(c);
+}
+
+/* The entry the path of a child's event names, or NULL. */
+static disco__cache_entry_t *disco__cache_entry_at(disco_zk_cache_t *c,
+                                                   const char *path) {
+  size_t plen;
+
+  plen = strlen(c->path);
+  if (path == NULL || strncmp(path, c->path, plen) != 0)
+    return NULL;
+  if (plen > 1) {
+    if (path[plen] != '/')
+      return NULL;
+    plen++;
+  }
+  return path[plen] != '\0' ? disco__cache_get(c, path + plen) : NULL;
+}
+
+/* A child's data watch fired or ended. Only a firing matters: a watch
+ * ends unfired when its get failed (then none was recorded), or with its
+ * session handle, whose generation then no longer matches the entry's
+ * watch_gen, so that the next read arms a new one all the same. */
+static void disco__cache_child_watch_cb(disco_zk_t *zk,
+                                        const disco_zk_event_t *ev,
+                                        void *data) {
+  disco__cache_anchor_t *anchor;
+  disco_zk_cache_t *c;
+  disco__cache_entry_t *e;
+
+  (void)zk;
+  anchor = data;
+  c = anchor->cache;
+  disco__cache_anchor_release(anchor); /* the cache holds one too */
+  if (c == NULL || ev->status != 0)
+    return;
+  c->pending++;
+  e = disco__cache_entry_at(c, ev->path);
+  if (e != NULL && e->watch_gen == ev->generation)
+    e->watch_gen = 0;
+  if (!c->closing && e != NULL) {
+    e->dirty = 1;
+    if (ev->type == DISCO_ZK_EVENT_DELETED)
+      c->need_list = 1; /* gone, or gone and back: the list decides */
+    disco__cache_round(c);
+  }
   c->pending--;
   disco__cache_maybe_finish(c);
 }
@@ -638,7 +691,8 @@ static void disco__cache_read_dirty(disco_zk_cache_t *c) {
     }
     full = malloc(plen + strlen(e->name) + 2);
     watch = e->watch_gen != gen;
-    req = disco__cache_req_new(c, e->name, watch);
+    /* The result's reference only: the watch holds the anchor. */
+    req = disco__cache_req_new(c, e->name, 0);
     if (full == NULL || req == NULL) {
       free(full);
       if (req != NULL)
@@ -651,14 +705,18 @@ static void disco__cache_read_dirty(disco_zk_cache_t *c) {
     strcpy(full + (plen == 1 ? 1 : plen + 1), e->name);
     if (plen == 1)
       full[0] = '/';
-    err = disco_zk_get(c->zk, full, watch ? disco__cache_watch_cb : NULL,
-                       disco__cache_get_cb, req);
+    req->watch = watch;
+    err = disco__zk_get_watched(c->zk, full,
+                                watch ? disco__cache_child_watch_cb : NULL,
+                                c->anchor, disco__cache_get_cb, req);
     free(full);
     if (err != 0) {
       disco__cache_req_drop(req);
       disco__cache_fail(c, err, "get");
       break;
     }
+    if (watch)
+      c->anchor->refs++;
     e->dirty = 0;
     c->pending++;
     c->outstanding++;
@@ -1142,10 +1200,15 @@ int disco_zk_cache_new(disco_zk_t *zk, const char *path, size_t max_data,
   if (c == NULL)
     return DISCO_ENOMEM;
   c->path = strdup(path);
-  if (c->path == NULL) {
+  c->anchor = malloc(sizeof(*c->anchor));
+  if (c->path == NULL || c->anchor == NULL) {
+    free(c->path);
+    free(c->anchor);
     free(c);
     return DISCO_ENOMEM;
   }
+  c->anchor->cache = c;
+  c->anchor->refs = 1;
   c->zk = zk;
   c->max_data = max_data;
   c->keep_data = 1;

@@ -116,5 +116,11 @@ void disco__zk_remove_state_listener(disco__zk_listener_t *l);
 void disco__zk_conn_sweep(disco__zk_conn_t *conn);
 /* Loop thread. Sends the requests held back until `conn` had its auth. */
 void disco__zk_flush_held(disco__zk_conn_t *conn);
+/* Loop thread. disco_zk_get() with its own argument for the watch: a
+ * watch may outlive its request by far, and what it needs can then be
+ * smaller than the request's record (core/zk_cache.c). */
+int disco__zk_get_watched(disco_zk_t *zk, const char *path,
+                          disco_zk_watch_cb watch, void *watch_data,
+                          disco_zk_cb cb, void *data);
 
 #endif /* DISCO_ZK_INTERNAL_H */

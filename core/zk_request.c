@@ -542,7 +542,7 @@ static int disco__zk_path_valid(const char *path) {
 static int disco__zk_submit(disco_zk_t *zk, disco_zk_op_t op, const char *path,
                             const char *value, size_t len, int flags,
                             int version, disco_zk_watch_cb watch_cb,
-                            disco_zk_cb cb, void *data) {
+                            void *watch_data, disco_zk_cb cb, void *data) {
   disco__zk_req_t *req;
   disco__zk_watch_t *watch;
   int err;
@@ -586,7 +586,7 @@ static int disco__zk_submit(disco_zk_t *zk, disco_zk_op_t op, const char *path,
     watch->conn = zk->conn;
     watch->generation = zk->conn->generation;
     watch->cb = watch_cb;
-    watch->data = data;
+    watch->data = watch_data;
     watch->req = req;
     req->watch = watch;
   }
@@ -611,20 +611,27 @@ nomem:
 
 int disco_zk_get(disco_zk_t *zk, const char *path, disco_zk_watch_cb watch,
                  disco_zk_cb cb, void *data) {
-  return disco__zk_submit(zk, DISCO_ZK_OP_GET, path, NULL, 0, 0, -1, watch, cb,
-                          data);
+  return disco__zk_submit(zk, DISCO_ZK_OP_GET, path, NULL, 0, 0, -1, watch,
+                          data, cb, data);
+}
+
+int disco__zk_get_watched(disco_zk_t *zk, const char *path,
+                          disco_zk_watch_cb watch, void *watch_data,
+                          disco_zk_cb cb, void *data) {
+  return disco__zk_submit(zk, DISCO_ZK_OP_GET, path, NULL, 0, 0, -1, watch,
+                          watch_data, cb, data);
 }
 
 int disco_zk_exists(disco_zk_t *zk, const char *path, disco_zk_watch_cb watch,
                     disco_zk_cb cb, void *data) {
   return disco__zk_submit(zk, DISCO_ZK_OP_EXISTS, path, NULL, 0, 0, -1, watch,
-                          cb, data);
+                          data, cb, data);
 }
 
 int disco_zk_children(disco_zk_t *zk, const char *path, disco_zk_watch_cb watch,
                       disco_zk_cb cb, void *data) {
   return disco__zk_submit(zk, DISCO_ZK_OP_CHILDREN, path, NULL, 0, 0, -1, watch,
-                          cb, data);
+                          data, cb, data);
 }
 
 int disco_zk_create(disco_zk_t *zk, const char *path, const char *value,
@@ -636,17 +643,17 @@ int disco_zk_create(disco_zk_t *zk, const char *path, const char *value,
       (flags & (DISCO_ZK_EPHEMERAL | DISCO_ZK_SEQUENTIAL)))
     return DISCO_EINVAL;
   return disco__zk_submit(zk, DISCO_ZK_OP_CREATE, path, value, len, flags, -1,
-                          NULL, cb, data);
+                          NULL, NULL, cb, data);
 }
 
 int disco_zk_set(disco_zk_t *zk, const char *path, const char *value,
                  size_t len, int version, disco_zk_cb cb, void *data) {
   return disco__zk_submit(zk, DISCO_ZK_OP_SET, path, value, len, 0, version,
-                          NULL, cb, data);
+                          NULL, NULL, cb, data);
 }
 
 int disco_zk_delete(disco_zk_t *zk, const char *path, int version,
                     disco_zk_cb cb, void *data) {
   return disco__zk_submit(zk, DISCO_ZK_OP_DELETE, path, NULL, 0, 0, version,
-                          NULL, cb, data);
+                          NULL, NULL, cb, data);
 }

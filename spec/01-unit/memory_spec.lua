@@ -33,16 +33,21 @@ describe("disco.memory", function()
 
     it("settles once per burst, after the burst goes quiet", function()
         local pause = collectgarbage("setpause", 150)
+        local stepmul = collectgarbage("setstepmul", 250)
         local before = memory.settles
         for _ = 1, 5 do
             memory.settle(loop)
         end
-        -- During the burst the collector runs with the bulk pause.
+        -- During the burst the collector runs with the bulk pause and step
+        -- multiplier.
         assert.equal(memory.BULK_PAUSE, collectgarbage("setpause", memory.BULK_PAUSE))
+        assert.equal(memory.BULK_STEPMUL, collectgarbage("setstepmul", memory.BULK_STEPMUL))
         assert.is_true(run_until(function() return memory.settles > before end, 2000))
         assert.equal(before + 1, memory.settles)
-        -- Afterwards the pause it had is back, and nothing else is pending.
+        -- Afterwards the pause and multiplier it had are back, and nothing
+        -- else is pending.
         assert.equal(150, collectgarbage("setpause", pause))
+        assert.equal(250, collectgarbage("setstepmul", stepmul))
         assert.is_false(run_until(function() return memory.settles > before + 1 end, 100))
     end)
 
