@@ -38,7 +38,7 @@ CORE_SRC := core/error.c core/handle.c core/log.c core/loop.c core/queue.c \
   core/zk_cache.c core/digest.c core/revcache.c core/sockaddr.c \
   core/hessian2_reader.c core/hessian2_writer.c \
   core/dubbo_frame.c core/dubbo_body.c core/dubbo_server.c core/dubbo_client.c \
-  core/http_server.c core/http_client_response.c \
+  core/http_server.c core/http_header.c core/http_client_response.c \
   core/http_client_request.c core/http_client.c core/pool.c
 BINDING_SRC := bindings/dl_core.c bindings/dl_pcall.c bindings/dl_loop.c \
   bindings/dl_log.c bindings/dl_handle.c bindings/dl_timer.c \

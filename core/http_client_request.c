@@ -24,22 +24,6 @@ static int disco__hc_token(const char *s) {
   return 1;
 }
 
-/* A name or value that cannot break the header section. */
-static int disco__hc_header_ok(const char *s, size_t len, int is_name) {
-  size_t i;
-
-  if (s == NULL || (is_name && len == 0))
-    return 0;
-  for (i = 0; i < len; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    if (ch == '\r' || ch == '\n' || ch == '\0')
-      return 0;
-    if (is_name && (ch <= ' ' || ch == ':' || ch >= 0x7f))
-      return 0;
-  }
-  return 1;
-}
-
 static int disco__hc_ieq(const char *s, size_t len, const char *lower) {
   size_t i;
 
@@ -78,8 +62,8 @@ int disco__hc_encode(const char *host, const disco_http_client_request_t *r,
   size = strlen(method) + plen + 16 + strlen(host) + 16 + 48 + r->body_len;
   for (i = 0; i < r->nheaders; i++) {
     const disco_http_header_t *h = &r->headers[i];
-    if (!disco__hc_header_ok(h->name, h->name_len, 1) ||
-        !disco__hc_header_ok(h->value, h->value_len, 0))
+    if (!disco__http_header_ok(h->name, h->name_len, 1) ||
+        !disco__http_header_ok(h->value, h->value_len, 0))
       return DISCO_EINVAL;
     if (disco__hc_ieq(h->name, h->name_len, "host"))
       has_host = 1;

@@ -914,22 +914,6 @@ void disco_http_server_address(const disco_http_server_t *server, char *buf,
     snprintf(buf, len, "%s", server->address);
 }
 
-/* A name or value that cannot break the header section it goes in. */
-static int disco__header_ok(const char *s, size_t len, int is_name) {
-  size_t i;
-
-  if (s == NULL || (is_name && len == 0))
-    return 0;
-  for (i = 0; i < len; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    if (ch == '\r' || ch == '\n' || ch == '\0')
-      return 0;
-    if (is_name && (ch <= ' ' || ch == ':' || ch >= 0x7f))
-      return 0;
-  }
-  return 1;
-}
-
 int disco_http_server_reply(disco_http_server_t *server, uint64_t request_id,
                             int status, const disco_http_header_t *headers,
                             size_t nheaders, const char *body, size_t len) {
@@ -944,8 +928,8 @@ int disco_http_server_reply(disco_http_server_t *server, uint64_t request_id,
       (nheaders > 0 && headers == NULL) || (len > 0 && body == NULL))
     return DISCO_EINVAL;
   for (i = 0; i < nheaders; i++)
-    if (!disco__header_ok(headers[i].name, headers[i].name_len, 1) ||
-        !disco__header_ok(headers[i].value, headers[i].value_len, 0))
+    if (!disco__http_header_ok(headers[i].name, headers[i].name_len, 1) ||
+        !disco__http_header_ok(headers[i].value, headers[i].value_len, 0))
       return DISCO_EINVAL;
   if (server->closing)
     return DISCO_ECLOSED;

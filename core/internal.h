@@ -155,4 +155,8 @@ int disco__sockaddr_text(const struct sockaddr_storage *addr, char *out,
 /* The same for the peer of a connected TCP handle. */
 int disco__tcp_peer_text(const uv_tcp_t *tcp, char *out, size_t size);
 
+/* http_header.c: whether a header name (is_name) or value can be written
+ * as it is: 1, or 0 when it would break the header section. */
+int disco__http_header_ok(const char *s, size_t len, int is_name);
+
 #endif /* DISCO_INTERNAL_H */

@@ -55,6 +55,7 @@ build = {
                 "core/dubbo_server.c",
                 "core/dubbo_client.c",
                 "core/http_server.c",
+                "core/http_header.c",
                 "core/http_client_response.c",
                 "core/http_client_request.c",
                 "core/http_client.c",
