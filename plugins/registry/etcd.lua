@@ -27,7 +27,8 @@
 -- lease (a txn), so the newer registration stays (ENOTOWNER).
 local codec = require "disco.registry.etcd_codec"
 local zk_instance = require "disco.registry.zk_instance"
-local checked = require("disco.registry.instance").checked
+local registry_instance = require "disco.registry.instance"
+local checked = registry_instance.checked
 local gateway = require "registry.etcd.gateway"
 local stream = require "registry.etcd.stream"
 local lease_mod = require "registry.etcd.lease"
@@ -92,15 +93,7 @@ local function later(fn)
     ctx:after(0, fn)
 end
 
-local function encode(instance)
-    local copy = {}
-    for k, v in pairs(instance) do
-        copy[k] = v
-    end
-    -- Dubbo stamps the registration time on every register and update.
-    copy.registration_time = os.time() * 1000
-    return zk_instance.encode(copy)
-end
+local encode = zk_instance.encode_registration
 
 --- Registers `instance` under this plugin's lease; cb(err). A key held by
 -- another registration is overwritten (the newest registration wins, as
@@ -214,7 +207,7 @@ local function deliver(w, changes)
         return
     end
     w.first = false
-    local sorted = codec.update_sorted(w.sorted, diff)
+    local sorted = registry_instance.update_sorted(w.sorted, diff)
     -- The caller gets its own copy to keep or change.
     local list = {}
     for i = 1, #sorted do

@@ -14,7 +14,8 @@
 -- The session and every node and cache on it belong to the host (ctx:zk);
 -- a reload hands them to the new version, so registrations stay.
 local zk_instance = require "disco.registry.zk_instance"
-local checked = require("disco.registry.instance").checked
+local registry_instance = require "disco.registry.instance"
+local checked = registry_instance.checked
 
 local M = {
     name = "zookeeper",
@@ -99,15 +100,7 @@ local function node_path(instance)
     return root .. "/" .. instance.name .. "/" .. instance.host .. ":" .. instance.port
 end
 
-local function encode(instance)
-    local copy = {}
-    for k, v in pairs(instance) do
-        copy[k] = v
-    end
-    -- Dubbo stamps the registration time on every register and update.
-    copy.registration_time = os.time() * 1000
-    return zk_instance.encode(copy)
-end
+local encode = zk_instance.encode_registration
 
 --- Registers `instance` as an ephemeral node of this session; cb(err).
 M.register = checked(function(instance, cb)
@@ -180,22 +173,7 @@ local IDENTITY_MT = {
     __newindex = function() error("an instance's identity is read-only", 2) end,
 }
 
--- Where `id` is (or would go) in the list sorted by id: index, found.
-local function locate(sorted, id)
-    local lo, hi = 1, #sorted
-    while lo <= hi do
-        local mid = math.floor((lo + hi) / 2)
-        local other = sorted[mid].id
-        if other == id then
-            return mid, true
-        elseif other < id then
-            lo = mid + 1
-        else
-            hi = mid - 1
-        end
-    end
-    return lo, false
-end
+local locate = registry_instance.locate
 
 -- Turns the cache's child entries into instances, keeping the last good
 -- version of a child whose data went bad, and calls the watcher with the

@@ -141,22 +141,6 @@ describe("etcd codec", function()
         assert.matches("base64", berr)
     end)
 
-    it("keeps the sorted list up to date change by change", function()
-        local function inst(id, tag)
-            return { id = id, tag = tag }
-        end
-        local sorted = {}
-        codec.update_sorted(sorted, { added = { inst("b"), inst("d"), inst("a") }, updated = {}, removed = {} })
-        codec.update_sorted(sorted, { added = { inst("c") }, updated = { inst("d", "new") },
-                                      removed = { inst("a"), inst("zz") } })
-        local ids = {}
-        for i, x in ipairs(sorted) do
-            ids[i] = x.id
-        end
-        assert.same({ "b", "c", "d" }, ids)
-        assert.equal("new", sorted[3].tag)
-    end)
-
     it("lists the children of a path from keys", function()
         assert.same({ "a", "b" }, codec.children({ "/m/b/x", "/m/a", "/m/a/y", "/m/b", "/n/c" }, "/m/"))
         assert.same({}, codec.children({}, "/m/"))

@@ -44,4 +44,49 @@ function _M.checked(hook, defer)
     end
 end
 
+--- Where `id` is (or would go) in `sorted`, a list of instances sorted by
+-- `id`: its index, and whether it is there. Registries keep each watch's
+-- instances in one such list: re-sorting thousands of instances on every
+-- event would dominate a watch's cost, and a second index by id would
+-- cost a consumer memory per instance.
+function _M.locate(sorted, id)
+    local lo, hi = 1, #sorted
+    while lo <= hi do
+        local mid = math.floor((lo + hi) / 2)
+        local other = sorted[mid].id
+        if other == id then
+            return mid, true
+        elseif other < id then
+            lo = mid + 1
+        else
+            hi = mid - 1
+        end
+    end
+    return lo, false
+end
+
+--- Brings `sorted` (see locate) up to date with `diff` (`added`,
+-- `updated`, `removed` instances), change by change.
+-- @treturn table sorted
+function _M.update_sorted(sorted, diff)
+    local locate = _M.locate
+    for _, instance in ipairs(diff.removed) do
+        local at, found = locate(sorted, instance.id)
+        if found then
+            table.remove(sorted, at)
+        end
+    end
+    for _, list in ipairs({ diff.updated, diff.added }) do
+        for _, instance in ipairs(list) do
+            local at, found = locate(sorted, instance.id)
+            if found then
+                sorted[at] = instance
+            else
+                table.insert(sorted, at, instance)
+            end
+        end
+    end
+    return sorted
+end
+
 return _M

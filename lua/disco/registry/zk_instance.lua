@@ -73,6 +73,19 @@ function _M.encode(instance)
     })
 end
 
+--- Encodes `instance` for a register or an update: stamped with the time
+-- now, as Dubbo stamps every registration (the caller's table is left
+-- as it is).
+-- @treturn string compact JSON
+function _M.encode_registration(instance)
+    local copy = {}
+    for k, v in pairs(instance) do
+        copy[k] = v
+    end
+    copy.registration_time = os.time() * 1000
+    return _M.encode(copy)
+end
+
 local function is_null(v)
     return v == nil or v == cjson.null
 end
