@@ -16,7 +16,8 @@ describe("disco.registry.instance", function()
             return { id = id, tag = tag }
         end
         local sorted = {}
-        registry_instance.update_sorted(sorted, { added = { inst("b"), inst("d"), inst("a") }, updated = {}, removed = {} })
+        registry_instance.update_sorted(sorted, { added = { inst("b"), inst("d"), inst("a") },
+                                                  updated = {}, removed = {} })
         registry_instance.update_sorted(sorted, { added = { inst("c") }, updated = { inst("d", "new") },
                                                   removed = { inst("a"), inst("zz") } })
         local ids = {}
