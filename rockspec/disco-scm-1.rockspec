@@ -148,6 +148,7 @@ build = {
         ["disco.testing.files"] = "lua/disco/testing/files.lua",
         ["disco.testing.ports"] = "lua/disco/testing/ports.lua",
         ["disco.testing.process"] = "lua/disco/testing/process.lua",
+        ["disco.testing.server_process"] = "lua/disco/testing/server_process.lua",
         ["disco.testing.zookeeper"] = "lua/disco/testing/zookeeper/init.lua",
         ["disco.testing.zookeeper.commands"] = "lua/disco/testing/zookeeper/commands.lua",
         ["disco.testing.zookeeper.ensemble"] = "lua/disco/testing/zookeeper/ensemble.lua",

@@ -23,6 +23,7 @@
 local files = require("disco.testing.files")
 local ports = require("disco.testing.ports")
 local process = require("disco.testing.process")
+local server_process = require("disco.testing.server_process")
 
 local _M = {}
 
@@ -41,8 +42,6 @@ _M.ETCDCTL = "/usr/bin/etcdctl"
 -- times in all; more failures mean something else is wrong.
 local MAX_START_ATTEMPTS = 5
 local DEFAULT_START_TIMEOUT_MS = 30000
--- etcd exits in well under a second on SIGTERM; a stuck one is killed.
-local STOP_GRACE_MS = 10000
 local POLL_MS = 50
 local PROBE_TIMEOUT_S = "1"
 local LOG_TAIL_LINES = 25
@@ -52,6 +51,7 @@ local live = {}
 
 local Server = {}
 Server.__index = Server
+server_process.with_lifecycle(Server, "etcd fixture")
 
 function Server:_set_ports(client, peer)
     self.port = client
@@ -161,22 +161,6 @@ function Server:_await(deadline)
     end
 end
 
-function Server:_reap()
-    local proc = self._proc
-    if not proc then
-        return
-    end
-    if process.group_is_ours(proc) then
-        process.kill_group(proc.pgid, "KILL")
-    end
-    process.wait_dead(proc.pid, 5000, proc.start_time)
-    process.wait_dead(proc.pgid, 2000, proc.leader_start)
-    self._proc = nil
-    self.pid = nil
-    self.pgid = nil
-    self.paused = false
-end
-
 --- Start the server and wait until it serves. A restart reuses the same
 -- ports and data directory. When the ports were chosen automatically and
 -- the first start finds one taken, new ones are chosen (and `port`,
@@ -214,62 +198,11 @@ function Server:start(timeout_ms)
     end
 end
 
---- Stop the server: SIGTERM, wait, then SIGKILL its process group. Keeps
--- the data. Does nothing when it is not running.
--- @return self
-function Server:stop()
-    local proc = self._proc
-    if proc and process.alive(proc.pid, proc.start_time) then
-        process.signal(proc.pid, "TERM")
-        process.signal(proc.pid, "CONT")
-        process.wait_dead(proc.pid, STOP_GRACE_MS, proc.start_time)
-    end
-    self:_reap()
-    return self
-end
-
---- Kill the server with SIGKILL, like a crash. Keeps the data.
--- @return self
-function Server:kill()
-    local proc = self._proc
-    if proc and process.alive(proc.pid, proc.start_time) then
-        process.signal(proc.pid, "KILL")
-    end
-    self:_reap()
-    return self
-end
-
 --- Stop and start again on the same ports with the same data.
 -- @return self
 function Server:restart(timeout_ms)
     self:stop()
     return self:start(timeout_ms)
-end
-
---- Freeze the process with SIGSTOP: its port accepts, nothing answers.
-function Server:pause()
-    if not self:running() then
-        error("etcd fixture: pause() on a server that is not running", 2)
-    end
-    process.signal(self.pid, "STOP")
-    self.paused = true
-    return self
-end
-
---- Continue a paused server.
-function Server:resume()
-    if not self:running() then
-        error("etcd fixture: resume() on a server that is not running", 2)
-    end
-    process.signal(self.pid, "CONT")
-    self.paused = false
-    return self
-end
-
---- Whether this server's process is alive (paused counts as alive).
-function Server:running()
-    local proc = self._proc
-    return proc ~= nil and process.alive(proc.pid, proc.start_time)
 end
 
 --- The store's current revision (a number), or nil and an error.

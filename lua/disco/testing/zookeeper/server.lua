@@ -12,6 +12,7 @@ local ports = require("disco.testing.ports")
 local process = require("disco.testing.process")
 local commands = require("disco.testing.zookeeper.commands")
 local jvm = require("disco.testing.zookeeper.jvm")
+local server_process = require("disco.testing.server_process")
 
 local _M = {}
 
@@ -40,9 +41,6 @@ _M.FOUR_LETTER_WORDS = "srvr,ruok,mntr,conf,cons,stat,dump,wchs,wchc,envi,isro"
 -- times in all; more failures mean something else is wrong.
 local MAX_START_ATTEMPTS = 5
 local DEFAULT_START_TIMEOUT_MS = 30000
--- How long a stopped server may take to exit after SIGTERM before the group
--- is killed. A JVM normally exits in well under a second.
-local STOP_GRACE_MS = 10000
 local POLL_MS = 50
 -- Readiness probes must not hang on a server that is still starting.
 local PROBE_TIMEOUT_MS = 1000
@@ -84,6 +82,7 @@ end
 
 local Server = {}
 Server.__index = Server
+server_process.with_lifecycle(Server, "zookeeper fixture")
 
 local function new_server(opts)
     local root = opts.tmp_root or os.getenv("DISCO_TEST_TMPDIR") or "/tmp"
@@ -271,41 +270,6 @@ function Server:_await(deadline, modes)
     end
 end
 
--- Kill whatever is left of the process group and forget the process.
-function Server:_reap()
-    local proc = self._proc
-    if not proc then
-        return
-    end
-    if process.group_is_ours(proc) then
-        process.kill_group(proc.pgid, "KILL")
-    end
-    process.wait_dead(proc.pid, 5000, proc.start_time)
-    process.wait_dead(proc.pgid, 2000, proc.leader_start)
-    self._proc = nil
-    self.pid = nil
-    self.pgid = nil
-    self.paused = false
-end
-
--- Ask the JVM to exit, without waiting.
-function Server:_request_stop()
-    local proc = self._proc
-    if proc and process.alive(proc.pid, proc.start_time) then
-        process.signal(proc.pid, "TERM")
-        -- A paused JVM keeps SIGTERM pending until it runs again.
-        process.signal(proc.pid, "CONT")
-    end
-end
-
-function Server:_finish_stop()
-    local proc = self._proc
-    if proc then
-        process.wait_dead(proc.pid, STOP_GRACE_MS, proc.start_time)
-        self:_reap()
-    end
-end
-
 local STANDALONE_MODES = { standalone = true }
 local QUORUM_MODES = { leader = true, follower = true, observer = true }
 
@@ -344,58 +308,6 @@ function Server:start(timeout_ms)
         end
         self:_set_port(ports.pick_port())
     end
-end
-
---- Stop the server: SIGTERM, wait, then SIGKILL its process group.
--- Keeps the data. Does nothing when it is not running.
--- @return self
-function Server:stop()
-    self:_request_stop()
-    self:_finish_stop()
-    return self
-end
-
---- Kill the server with SIGKILL, like a crash. Keeps the data.
--- @return self
-function Server:kill()
-    local proc = self._proc
-    if proc and process.alive(proc.pid, proc.start_time) then
-        process.signal(proc.pid, "KILL")
-    end
-    self:_reap()
-    return self
-end
-
-local function require_running(self, what)
-    if not self:running() then
-        error("zookeeper fixture: " .. what .. "() on a server that is not running", 3)
-    end
-end
-
---- Freeze the JVM with SIGSTOP, like a long GC pause or a hung VM.
--- Its port still accepts connections, but nothing answers.
--- @return self
-function Server:pause()
-    require_running(self, "pause")
-    process.signal(self.pid, "STOP")
-    self.paused = true
-    return self
-end
-
---- Continue a paused JVM with SIGCONT.
--- @return self
-function Server:resume()
-    require_running(self, "resume")
-    process.signal(self.pid, "CONT")
-    self.paused = false
-    return self
-end
-
---- Whether this server's JVM is alive (paused counts as alive).
--- @treturn boolean
-function Server:running()
-    local proc = self._proc
-    return proc ~= nil and process.alive(proc.pid, proc.start_time)
 end
 
 --- Send a four-letter word to this server's client port.
