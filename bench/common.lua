@@ -38,6 +38,21 @@ function _M.wait(loop, pred, ms, what)
     end
 end
 
+--- Polls fn() every 50 ms, without driving a loop (for conditions other
+-- processes make true), until it returns a true value, which it returns;
+-- raises after `ms`.
+function _M.poll(what, ms, fn)
+    local deadline = core.hrtime() + ms
+    while core.hrtime() < deadline do
+        local v = fn()
+        if v then
+            return v
+        end
+        core.sleep(50)
+    end
+    error("timed out waiting for " .. what, 2)
+end
+
 --- A connected raw session.
 function _M.session(loop, hosts)
     local s = assert(loop:zk({ hosts = hosts }))

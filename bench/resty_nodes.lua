@@ -76,17 +76,7 @@ local function cpu_seconds(pid)
     return ticks / hz
 end
 
-local function wait(what, ms, fn)
-    local deadline = core.hrtime() + ms
-    while core.hrtime() < deadline do
-        local v = fn()
-        if v then
-            return v
-        end
-        core.sleep(50)
-    end
-    error("timed out waiting for " .. what)
-end
+local wait = common.poll
 
 common.run(rt, function(zk)
     local registry = "zookeeper://" .. zk.connect_string .. "?session_timeout=10000"

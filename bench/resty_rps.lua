@@ -33,6 +33,7 @@ local rt = ...
 package.path = "./?.lua;bench/?.lua;" .. package.path
 local common = require "common"
 local core = require "disco.core"
+local files = require "disco.testing.files"
 local nginx = require "spec.support.nginx"
 local ports = require "disco.testing.ports"
 local process = require "disco.testing.process"
@@ -142,26 +143,11 @@ local function proxy_http(backend_ports)
 ]]
 end
 
-local function wait(what, ms, fn)
-    local deadline = core.hrtime() + ms
-    while core.hrtime() < deadline do
-        local v = fn()
-        if v then
-            return v
-        end
-        core.sleep(50)
-    end
-    error("timed out waiting for " .. what)
-end
+local wait = common.poll
 
+-- The whole file, "" when it cannot be read.
 local function read_file(path)
-    local f = io.open(path)
-    if not f then
-        return ""
-    end
-    local s = f:read("*a")
-    f:close()
-    return s
+    return files.read_file(path) or ""
 end
 
 -- wrk is a bench-only package: install it on demand (.ci/deps.sh installs
