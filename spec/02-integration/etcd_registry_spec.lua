@@ -63,15 +63,7 @@ describe("registry/etcd #etcd", function()
     end)
 
     after_each(function()
-        for _, proc in ipairs(procs) do
-            if process.alive(proc.pid, proc.start_time) then
-                process.signal(proc.pid, "KILL")
-                process.wait_dead(proc.pid, 5000, proc.start_time)
-            end
-        end
-        for i = #rts, 1, -1 do
-            rts[i]:close()
-        end
+        etcd.clean_up(rts, procs)
     end)
 
     it("registers, updates and unregisters across runtimes, with identities", function()

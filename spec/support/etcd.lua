@@ -3,6 +3,7 @@
 -- destroyed by the file's `teardown(etcd.teardown)`), a key prefix of its
 -- own per test, and the argv of a `disco` process.
 local helpers = require "spec.helpers"
+local process = require "disco.testing.process"
 
 local _M = {}
 
@@ -43,6 +44,22 @@ function _M.disco_argv(args)
         argv[#argv + 1] = a
     end
     return argv
+end
+
+--- For a test's `after_each`: kills the processes it started (`procs`,
+-- as disco.testing.process.spawn returned them; a paused one too) and
+-- closes its runtimes (`rts`), the last opened first.
+function _M.clean_up(rts, procs)
+    for _, proc in ipairs(procs) do
+        if process.alive(proc.pid, proc.start_time) then
+            process.signal(proc.pid, "CONT")
+            process.signal(proc.pid, "KILL")
+            process.wait_dead(proc.pid, 5000, proc.start_time)
+        end
+    end
+    for i = #rts, 1, -1 do
+        rts[i]:close()
+    end
 end
 
 return _M
