@@ -740,18 +740,7 @@ function consumer:report_call(address, ok, latency_ms)
     if type(address) ~= "string" then
         error("report_call: address must be a \"host:port\" string", 2)
     end
-    local rec = self.calls[address]
-    if not rec then
-        rec = { ok = 0, failed = 0 }
-        self.calls[address] = rec
-    end
-    local now = self.rt:now()
-    if ok then
-        rec.ok, rec.last_ok = rec.ok + 1, now
-    else
-        rec.failed, rec.last_failed = rec.failed + 1, now
-    end
-    rec.latency_ms = latency_ms
+    self:report_calls(address, ok and 1 or 0, ok and 0 or 1, latency_ms)
 end
 
 --- Records several calls to `address` at once (what disco.resty's workers
