@@ -394,6 +394,7 @@ function consumer:forget(state, inst)
         return
     end
     state.last_info[id] = nil
+    address_list.forget(state, id)
     self.clients:drop(inst.host, fetch.service_port(inst))
 end
 

@@ -322,4 +322,39 @@ describe("address_list", function()
         address_list.collect(none, state, sid, function() return nil end)
         assert.is_nil(next(none))
     end)
+    it("keeps the entries of the instance now at each address, and nothing of the ones it replaced", function()
+        local info = info_with({ name = "com.acme.Cart", port = 7 })
+        local sid = assert(service_id.parse("dubbo:com.acme.Cart"))
+        local known = function(rev) return rev == "r1" and info or nil end
+        local function registration(port)
+            return { name = "shop", host = "h", port = port, id = "h:" .. port,
+                     metadata = { ["dubbo.metadata.revision"] = "r1" } }
+        end
+        local state = { name = "shop", instances = { registration(9) }, last_info = {} }
+        address_list.collect({}, state, sid, known)
+        local first = address_list.entries_of(state, state.instances[1], sid, known)
+        -- Unchanged, the instance's entries are reused, not rebuilt.
+        assert.equal(first, address_list.entries_of(state, state.instances[1], sid, known))
+        -- A new registration at the same address replaces them; the old
+        -- instance, which the old entries point to, can then be collected
+        -- (LuaJIT has no ephemerons: a weak table keyed by the instance
+        -- whose value leads back to it would keep it forever).
+        local watch = setmetatable({ state.instances[1] }, { __mode = "v" })
+        first = nil -- luacheck: ignore 311
+        state.instances = { registration(9) }
+        local set = {}
+        address_list.collect(set, state, sid, known)
+        assert.equal(state.instances[1], select(2, next(set)).instance)
+        collectgarbage()
+        collectgarbage()
+        assert.is_nil(watch[1])
+        -- Forgetting the address drops what was kept for it.
+        watch[1] = state.instances[1]
+        address_list.forget(state, "h:9")
+        state.instances = {}
+        set = nil -- luacheck: ignore 311
+        collectgarbage()
+        collectgarbage()
+        assert.is_nil(watch[1])
+    end)
 end)
