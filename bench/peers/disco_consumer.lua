@@ -19,7 +19,8 @@
 -- "Fl") into FILE, in cold mode from the start to the result, in watch
 -- mode from the first list to stdin EOF; DISCO_PEER_CPU=FILE appends to
 -- FILE the process CPU time spent over that span (and in watch mode the
--- number of changes seen).
+-- number of changes seen; in cold mode also each thread's CPU since the
+-- start, so that the loop's share is apart from libzookeeper's threads').
 local rt = ...
 local core = require "disco.core"
 local ffi = require "ffi"
@@ -57,6 +58,7 @@ struct pollfd { int fd; short events; short revents; };
 int poll(struct pollfd *fds, unsigned long nfds, int timeout);
 long read(int fd, void *buf, unsigned long count);
 ]])
+pcall(ffi.cdef, "int getpid(void);")
 local function stop_at_stdin_eof(on_eof)
     local pfd = ffi.new("struct pollfd[1]")
     local buf = ffi.new("char[256]")
@@ -70,6 +72,29 @@ local function stop_at_stdin_eof(on_eof)
             end
         end
     end, "stdin eof")
+end
+
+-- CPU of each thread of this process since it started (ms, from
+-- /proc/self/task/TID/stat, clock ticks at 100 Hz): libzookeeper's I/O and
+-- completion threads apart from the loop's.
+local function thread_cpu()
+    local list = {}
+    -- /proc/self in the popen'd ls would be ls's own.
+    local ls = io.popen("ls /proc/" .. ffi.C.getpid() .. "/task 2>/dev/null")
+    for tid in ls:lines() do
+        local f = io.open("/proc/self/task/" .. tid .. "/stat")
+        local stat = f and f:read("*a") or ""
+        if f then f:close() end
+        local name, rest = stat:match("%((.-)%) (.*)")
+        if rest then
+            local fields = {}
+            for field in rest:gmatch("%S+") do fields[#fields + 1] = field end
+            -- After the name: state is field 3, utime 14 and stime 15.
+            list[#list + 1] = { tid = tid, name = name, ms = (tonumber(fields[12]) + tonumber(fields[13])) * 10 }
+        end
+    end
+    ls:close()
+    return list
 end
 
 local function zk_url()
@@ -110,6 +135,9 @@ if MODE == "cold" then
         if cpu_log then
             local f = assert(io.open(cpu_log, "a"))
             f:write(string.format("cold cpu_ms %.1f wall_ms %.1f\n", (os.clock() - cpu0) * 1000, ms))
+            for _, t in ipairs(thread_cpu()) do
+                f:write(string.format("  thread %s %s cpu_ms %d\n", t.tid, t.name, t.ms))
+            end
             f:close()
         end
         local counts = consumer:app_counts()[need("app")] or { instances = 0 }

@@ -14,6 +14,7 @@ local js = require "disco.java_string"
 local registry_instance = require "disco.registry.instance"
 
 local type, pairs, tonumber, concat, format, sort = type, pairs, tonumber, table.concat, string.format, table.sort
+local byte, match = string.byte, string.match
 
 local _M = {}
 
@@ -154,9 +155,56 @@ function _M.endpoints(inst)
     return entry and entry.list or EMPTY
 end
 
+-- The port of the first valid entry for `protocol` in `text` when it has
+-- the compact form Dubbo and dubbo-go write, `[{"port":N,"protocol":"P"},
+-- ...]` (either key order), or false when no entry is for `protocol`; nil
+-- for any other form, which the JSON decoder reads. Each instance has
+-- its own text (its port is in it), so the decoding cache cannot help,
+-- and a consumer asks this of every instance it builds URLs for.
+local function compact_endpoint_port(text, protocol)
+    if byte(text, 1) ~= 91 or byte(text, -1) ~= 93 then -- [ ]
+        return nil
+    end
+    local pos, last = 2, #text
+    if pos > last - 1 then
+        return false -- []
+    end
+    -- The whole text is checked before answering: a text the JSON decoder
+    -- refuses (a trailing comma, say) has no endpoints.
+    local found = false
+    while true do
+        local port, name, after = match(text, '^{"port":([1-9]%d*),"protocol":"([%w%-%._]+)"}()', pos)
+        if not port then
+            name, port, after = match(text, '^{"protocol":"([%w%-%._]+)","port":([1-9]%d*)}()', pos)
+            if not name then
+                return nil
+            end
+        end
+        port = tonumber(port)
+        if not found and name == protocol and port <= 65535 then
+            found = port
+        end
+        local c = byte(text, after)
+        if c == 93 and after == last then
+            return found
+        elseif c ~= 44 then -- ,
+            return nil
+        end
+        pos = after + 1
+    end
+end
+
 --- The port `dubbo.endpoints` gives for `protocol`, or nil.
 function _M.endpoint_port(inst, protocol)
-    local entry = endpoints_entry(inst)
+    local text = meta(inst, _M.ENDPOINTS)
+    if type(text) ~= "string" then
+        return nil
+    end
+    local port = compact_endpoint_port(text, protocol)
+    if port ~= nil then
+        return port or nil
+    end
+    local entry = endpoints_cached(text)
     return entry and entry.by_protocol[protocol] or nil
 end
 

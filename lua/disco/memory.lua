@@ -46,6 +46,27 @@ function _M.settle_now()
     _M.settles = _M.settles + 1
 end
 
+--- Runs `fn(...)` with the collector stopped, and starts it again after
+-- (also when `fn` raises: the error is raised again). Left alone when the
+-- collector was stopped already. For building a large structure that
+-- stays live, such as a consumer's first list of 10,000 URLs: what it
+-- allocates is kept, so the collector, which in a burst runs without
+-- pause, would walk the whole heap again and again and free next to
+-- nothing (cold discovery at 10,000 instances: 215 ms to build the list
+-- with it running, 90 ms without).
+function _M.without_collector(fn, ...)
+    if not collectgarbage("isrunning") then
+        return fn(...)
+    end
+    collectgarbage("stop")
+    local results = { pcall(fn, ...) }
+    collectgarbage("restart")
+    if not results[1] then
+        error(results[2], 0)
+    end
+    return unpack(results, 2, table.maxn(results))
+end
+
 --- Asks for a settle on `loop` once requests have been quiet for
 -- QUIET_MS. The timer does not keep the loop alive.
 function _M.settle(loop)

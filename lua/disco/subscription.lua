@@ -8,6 +8,7 @@
 -- @module disco.subscription
 
 local address_list = require "disco.address_list"
+local memory = require "disco.memory"
 local service_id = require "disco.service_id"
 local snapshot = require "disco.snapshot"
 
@@ -17,6 +18,11 @@ local registered_at = address_list.registered_at
 local tostring = tostring
 
 local _M = {}
+
+-- From this many instances on, a whole computation of the list runs with
+-- the collector stopped (see disco.memory.without_collector); below, what
+-- the collector would cost is small either way.
+local LARGE_LIST = 1000
 local subscription = {}
 subscription.__index = subscription
 
@@ -126,11 +132,23 @@ function subscription:compute(any)
     local next_set = {}
     local by_id = not any and only ~= nil and {} or nil
     local collided = false
+    local count = 0
+    local function collect_all()
+        for app in pairs(self.app_set) do
+            local state = consumer_.apps[app]
+            collided = address_list.collect(next_set, state, self.sid, function(revision)
+                return consumer_:known(app, revision)
+            end, by_id) or collided
+        end
+    end
     for app in pairs(self.app_set) do
-        local state = consumer_.apps[app]
-        collided = address_list.collect(next_set, state, self.sid, function(revision)
-            return consumer_:known(app, revision)
-        end, by_id) or collided
+        count = count + #consumer_.apps[app].instances
+    end
+    if count >= LARGE_LIST then
+        -- What a whole computation allocates is mostly the new list itself.
+        memory.without_collector(collect_all)
+    else
+        collect_all()
     end
     if not any then
         -- The next list is compared with the last one URL by URL; a list

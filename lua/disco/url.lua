@@ -31,8 +31,14 @@ local function hex_byte(c)
     return format("%%%02X", byte(c))
 end
 
+local UNSAFE_PARAM = "[^%w%-%._~!$'()*,;:/@]"
+
 local function encode_param(s)
-    return (s:gsub("[^%w%-%._~!$'()*,;:/@]", hex_byte))
+    -- Most values need no escape: a search, without gsub's copy.
+    if not s:find(UNSAFE_PARAM) then
+        return s
+    end
+    return (s:gsub(UNSAFE_PARAM, hex_byte))
 end
 
 local function encode_userinfo(s)

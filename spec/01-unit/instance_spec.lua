@@ -125,4 +125,44 @@ describe("disco.instance", function()
         instance.set_revision(bare, "r")
         assert.equals("r", bare.metadata[instance.REVISION])
     end)
+    it("reads the compact endpoints form without the JSON decoder, with the same answers", function()
+        -- The compact form has its own reader; any other form goes through
+        -- the JSON decoder. Every text here must give, for every protocol,
+        -- the port of the first valid entry that the decoded list names.
+        local texts = {
+            '[{"port":20880,"protocol":"dubbo"}]',
+            '[{"protocol":"dubbo","port":20880}]',
+            '[{"port":20880,"protocol":"dubbo"},{"port":50051,"protocol":"tri"}]',
+            '[{"port":0,"protocol":"dubbo"},{"port":20881,"protocol":"dubbo"}]',
+            '[{"port":70000,"protocol":"dubbo"},{"port":1,"protocol":"dubbo"}]',
+            '[{"port":20880,"protocol":"dubbo"},{"port":20881,"protocol":"dubbo"}]',
+            '[{"port":20880,"protocol":"dubbo"}, {"port":1,"protocol":"tri"}]',
+            '[ {"port":20880,"protocol":"dubbo"}]',
+            '[{"port":"20880","protocol":"dubbo"}]',
+            '[{"port":020880,"protocol":"dubbo"}]',
+            '[{"port":20880,"protocol":""}]',
+            '[{"port":20880,"protocol":"dubbo","x":1}]',
+            '[{"port":20880,"protocol":"dubbo"},]',
+            '[{"port":20880,"protocol":"dubbo"}',
+            '[{"port":20880,"protocol":"dubbo"}]]',
+            '[{"port":20880,"protocol":"dub\\"bo"}]',
+            '[]', '{}', '', 'null', '[1]',
+        }
+        for _, text in ipairs(texts) do
+            local inst = with_meta({ [instance.ENDPOINTS] = text })
+            for _, protocol in ipairs({ "dubbo", "tri", "rest", "" }) do
+                local expected
+                for _, e in ipairs(instance.endpoints(inst)) do
+                    if e.protocol == protocol then
+                        expected = e.port
+                        break
+                    end
+                end
+                assert.equal(expected, instance.endpoint_port(inst, protocol), text .. " " .. protocol)
+            end
+        end
+        -- The compact reader answers without filling the decoding cache.
+        instance.clear_cache()
+        assert.equal(20880, instance.endpoint_port(with_meta({ [instance.ENDPOINTS] = texts[1] }), "dubbo"))
+    end)
 end)

@@ -51,6 +51,10 @@ end
 -- cost a consumer memory per instance.
 function _M.locate(sorted, id)
     local lo, hi = 1, #sorted
+    -- A first load comes in id order: each id then goes after the last.
+    if hi == 0 or sorted[hi].id < id then
+        return hi + 1, false
+    end
     while lo <= hi do
         local mid = math.floor((lo + hi) / 2)
         local other = sorted[mid].id
