@@ -1,5 +1,6 @@
 -- The rendered-upstream mode in Debian's nginx, real everything:
--- ZooKeeper, nginx (2 workers) whose `upstream` block includes the file
+-- ZooKeeper, nginx (2 workers) running examples/openresty/nginx-rendered.conf,
+-- whose `upstream` block includes the file
 -- disco's owner writes (no balancer_by_lua: requests run no Lua), and HTTP
 -- providers registered as a `rest` service. The tests run in order on one
 -- nginx: the placeholder, both providers listed and reached after one
@@ -178,34 +179,18 @@ describe("disco in Debian's nginx, rendered upstream #openresty", function()
         registry = "zookeeper://" .. zk.connect_string .. "?session_timeout=4000&root=" .. root
         spawn_provider()
         spawn_provider()
-        srv = nginx.new({ http = [[
-    lua_shared_dict disco 4m;
-    init_by_lua_block {
-        require("disco.resty").init{
-            registry = "${registry}",
-            subscriptions = { "${sid}" },
-            upstream_files = { ["${sid}"] = "${prefix}/hello.servers" },
-            reload_interval = 0.3,
-        }
-    }
-    init_worker_by_lua_block { require("disco.resty").init_worker() }
-    upstream hello {
-        include ${prefix}/hello.servers;
-        keepalive 8;
-    }
-    server {
-        listen 127.0.0.1:${port};
-        location / {
-            proxy_pass http://hello;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_connect_timeout 1s;
-            proxy_next_upstream error timeout;
-            add_header X-Attempts $upstream_addr always;
-        }
-        location = /disco/status { content_by_lua_block { require("disco.resty").status_handler() } }
-    }
-]], vars = { registry = registry, sid = SID } })
+        -- The example configuration, as it is but for its paths, port,
+        -- registry and reload interval (and the build directory).
+        srv = nginx.from_file("examples/openresty/nginx-rendered.conf", {
+            { "/tmp/disco-nginx", "${prefix}" },
+            { "zookeeper://127.0.0.1:2181", registry },
+            { "listen 127.0.0.1:8080", "listen 127.0.0.1:${port}" },
+            { "$prefix/build/lib", "$prefix/${build}/lib" },
+            { "reload_interval = 1,", "reload_interval = 0.3," },
+            -- Each answer names the attempts nginx made.
+            { "proxy_next_upstream error timeout;",
+              "proxy_next_upstream error timeout;\n            add_header X-Attempts $upstream_addr always;" },
+        })
         path = srv.prefix .. "/hello.servers"
         -- The placeholder nginx needs before it can start: an empty list.
         local placeholder = upstream_file.render({}, { sid = SID })
