@@ -171,15 +171,25 @@ local function new_proxy(registry, backend_ports, workers, start_ms)
 end
 
 -- Until the owner has written the K servers, the reload it sent is done
--- and the old workers are gone: then every variant runs on one generation.
+-- (the new generation's owner runs: the first one was generation 1) and
+-- the old workers are gone: then every variant runs on one generation.
 local function wait_rendered(srv, workers, timeout_ms)
     local cjson = require "cjson"
     wait("the rendered upstream and its reload", timeout_ms, function()
         local text = files.read_file(srv.prefix .. "/hello.servers") or ""
         local _, servers = text:gsub("\nserver 127%.0%.0%.1:%d+;", "")
         local st = cjson.decode(srv:get("/disco/status", 20).body)
-        return servers == BACKENDS and st.upstream_files and st.upstream_files.reloads >= 1
-            and #srv:children() == workers and st.owner.state == "running"
+        if servers ~= BACKENDS or not st.upstream_files or st.upstream_files.reloads < 1
+            or st.owner.generation < 2 or st.owner.state ~= "running" then
+            return false
+        end
+        local children = srv:children()
+        for _, pid in ipairs(children) do
+            if pid == st.owner.pid then
+                return #children == workers
+            end
+        end
+        return false
     end)
 end
 

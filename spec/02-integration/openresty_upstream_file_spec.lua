@@ -35,7 +35,7 @@ end
 -- placeholder of an empty list.
 local function file_ports(text)
     local list = {}
-    for port, rest in (text or ""):gmatch("\nserver 127%.0%.0%.1:(%d+)([^\n]*);") do
+    for port, rest in ("\n" .. (text or "")):gmatch("\nserver 127%.0%.0%.1:(%d+)([^\n]*);") do
         list[#list + 1] = rest:find("down", 1, true) and "down" or tonumber(port)
     end
     table.sort(list, function(a, b) return tostring(a) < tostring(b) end)
@@ -192,9 +192,9 @@ describe("disco in Debian's nginx, rendered upstream #openresty", function()
               "proxy_next_upstream error timeout;\n            add_header X-Attempts $upstream_addr always;" },
         })
         path = srv.prefix .. "/hello.servers"
-        -- The placeholder nginx needs before it can start: an empty list.
-        local placeholder = upstream_file.render({}, { sid = SID })
-        assert.is_true(upstream_file.write_if_changed(path, placeholder))
+        -- The placeholder nginx needs before it can start, as
+        -- docs/openresty.md and the example create it.
+        assert.is_true(upstream_file.write_if_changed(path, upstream_file.EMPTY_LINE .. "\n"))
     end)
 
     teardown(function()
