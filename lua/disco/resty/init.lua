@@ -149,7 +149,8 @@ end
 --- The state of the owner and the lists, as the dict holds them, and this
 -- worker's view: `{ owner = { pid, generation, state, mode, since, beat },
 -- worker = { pid, id }, services = { [sid] = { version, nodes, cached } },
--- counters = {...} }`.
+-- counters = {...} }`, and with `upstream_files`: `upstream_files = {
+-- renders, writes, reloads, failures, last_error, files = { [sid] = path } }`.
 function _M.status()
     local services = {}
     for _, sub in ipairs(conf.subscriptions) do
