@@ -32,6 +32,7 @@ local dict        -- ngx.shared[conf.dict]
 local reader      -- this worker's cached reads
 local agent_on    -- whether init enabled the privileged agent
 local the_owner   -- the owner, in the owning process only
+local loaded      -- upstream file path -> its content when this configuration was read
 
 local function on_decode_error(sid, version, err)
     ngx.log(ngx.ERR, "disco: version ", version, " of ", sid, " is unreadable: ", err,
@@ -72,6 +73,14 @@ function _M.init(c)
     local checked = options.check(c)
     attach(checked)
     local need = options.check_capacity(checked, dict:capacity())
+    -- The master reads the configuration (and the upstream files it
+    -- includes) just before init_by_lua: what the files hold now is what
+    -- this generation of nginx balances over (the workers inherit it).
+    loaded = {}
+    local upstream_file = require "disco.resty.upstream_file"
+    for _, file in pairs(checked.upstream_files) do
+        loaded[file.path] = upstream_file.read(file.path)
+    end
     agent_on = false
     if checked.owner ~= "worker0" and ngx.get_phase() == "init" then
         local ok, err = try_agent()
@@ -106,7 +115,7 @@ function _M.init_worker()
     end
     local mine, mode = owns()
     if mine then
-        the_owner = require("disco.resty.owner").start(conf, mode)
+        the_owner = require("disco.resty.owner").start(conf, mode, loaded)
     end
     return true
 end
@@ -140,7 +149,8 @@ end
 --- The state of the owner and the lists, as the dict holds them, and this
 -- worker's view: `{ owner = { pid, generation, state, mode, since, beat },
 -- worker = { pid, id }, services = { [sid] = { version, nodes, cached } },
--- counters = {...} }`.
+-- counters = {...} }`, and with `upstream_files`: `upstream_files = {
+-- renders, writes, reloads, failures, last_error, files = { [sid] = path } }`.
 function _M.status()
     local services = {}
     for _, sub in ipairs(conf.subscriptions) do
@@ -166,6 +176,8 @@ function _M.status()
         worker = { pid = ngx.worker.pid(), id = ngx.worker.id() },
         services = services,
         counters = counters,
+        upstream_files = next(conf.upstream_files)
+            and require("disco.resty.upstream_keeper").status(dict, conf) or nil,
         dict = { capacity = dict:capacity(), free_space = dict:free_space() },
     }
 end

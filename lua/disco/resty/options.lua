@@ -5,6 +5,7 @@
 
 local registry_url = require "disco.registry.url"
 local service_id = require "disco.service_id"
+local upstream_file = require "disco.resty.upstream_file"
 
 local _M = {}
 
@@ -19,6 +20,7 @@ _M.DEFAULTS = {
     feedback_flush = 0.2,  -- seconds between two flushes of a worker's call counts
     retry_interval = 1,    -- seconds between retries of a publish that failed
     empty_grace = 10,      -- seconds connected before a held empty list is published
+    reload_interval = 1,   -- seconds between two reloads for upstream_files at least
     estimate = { nodes_per_service = 256, bytes_per_node = 160 },
 }
 
@@ -38,6 +40,7 @@ local TYPES = {
     feedback = "boolean", feedback_cap = "number", feedback_batch = "number",
     feedback_flush = "number",
     retry_interval = "number", estimate = "table", empty_grace = "number",
+    upstream_files = "table", reload_interval = "number",
 }
 
 local function fail(fmt, ...)
@@ -74,6 +77,58 @@ local function check_subscription(i, entry)
     end
     -- The canonical form is the key in the dict and the name nodes() takes.
     return { id = service_id.format(sid), opts = opts }
+end
+
+-- upstream_files: service ID -> an absolute path, or { path =,
+-- max_fails =, fail_timeout = }; each ID one of the subscriptions (in any
+-- spelling service_id accepts). Returns the table keyed by canonical ID.
+local function check_upstream_files(files, subscribed)
+    local out, paths = {}, {}
+    for key, value in pairs(files) do
+        if type(key) ~= "string" then
+            fail("upstream_files: keys must be service IDs, got a %s", type(key))
+        end
+        local sid, err = service_id.parse(key)
+        if not sid then
+            fail("upstream_files['%s']: %s", key, err)
+        end
+        local id = service_id.format(sid)
+        if not subscribed[id] then
+            fail("upstream_files['%s']: not one of 'subscriptions'", key)
+        end
+        if out[id] then
+            fail("upstream_files['%s']: '%s' is listed twice", key, id)
+        end
+        local entry = value
+        if type(value) == "string" then
+            entry = { path = value }
+        elseif type(value) == "table" then
+            for k in pairs(value) do
+                if k ~= "path" and k ~= "max_fails" and k ~= "fail_timeout" then
+                    fail("upstream_files['%s']: unknown key '%s' (expected path, max_fails, "
+                         .. "fail_timeout)", key, tostring(k))
+                end
+            end
+            local ok, perr = upstream_file.check_params(value)
+            if not ok then
+                fail("upstream_files['%s']: %s", key, perr)
+            end
+        else
+            fail("upstream_files['%s'] must be a path or {path=, max_fails=, fail_timeout=}, got %s",
+                 key, type(value))
+        end
+        local path = entry.path
+        if type(path) ~= "string" or path:sub(1, 1) ~= "/" or path:find("%c") then
+            fail("upstream_files['%s']: the path must be absolute (nginx and the owner may have "
+                 .. "different working directories), got %s", key, tostring(path))
+        end
+        if paths[path] then
+            fail("upstream_files['%s']: '%s' is the file of '%s' too", key, path, paths[path])
+        end
+        paths[path] = id
+        out[id] = { path = path, max_fails = entry.max_fails, fail_timeout = entry.fail_timeout }
+    end
+    return out
 end
 
 local function check_runtime(runtime)
@@ -171,6 +226,9 @@ function _M.check(conf)
     if out.empty_grace < 0 then
         fail("option 'empty_grace' must be a number >= 0, got %s", tostring(out.empty_grace))
     end
+    out.upstream_files = check_upstream_files(conf.upstream_files or {}, seen)
+    -- Up to a minute: a longer one would leave nginx on an old list.
+    check_positive(out, "reload_interval", false, 60)
     out.runtime = out.runtime or {}
     check_runtime(out.runtime)
     out.consumer = out.consumer or {}

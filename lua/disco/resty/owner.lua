@@ -148,8 +148,10 @@ end
 --- Starts the owner in this process (init_worker of the owning process).
 -- @tparam table conf the checked configuration (disco.resty.options)
 -- @tparam string mode "worker0" or "agent" (shown in the status)
+-- @tparam[opt] table loaded the upstream files' content as this nginx
+-- generation loaded them (path -> text; see disco.resty.upstream_keeper)
 -- @return the owner
-function _M.start(conf, mode)
+function _M.start(conf, mode, loaded)
     local dict = ngx.shared[conf.dict]
     local self = setmetatable({
         conf = conf,
@@ -167,6 +169,11 @@ function _M.start(conf, mode)
     }, owner)
     self.report = _M.reporter(self)
     claim(self, mode)
+    if next(conf.upstream_files or {}) then
+        self.keeper = require("disco.resty.upstream_keeper").new(conf, dict, loaded, function()
+            return dict:get(shared.OWNER_GEN) == self.gen
+        end)
+    end
     ngx.log(ngx.NOTICE, "disco: owner started (", mode, ", pid ", ngx.worker.pid(),
             ", generation ", self.gen, ")")
     local ok, err = pcall(self.open, self)
@@ -317,6 +324,9 @@ function owner:accept(id, text)
     if text == self.texts[id] then
         return
     end
+    if self.keeper then
+        self:keep_upstream(id, text)
+    end
     if self.texts[id] == nil and not self.pending[id] then
         self.published = self.published + 1
         -- A new owner (reload, respawn) whose first list is what the dict
@@ -329,6 +339,20 @@ function owner:accept(id, text)
     end
     self.pending[id] = text
     self:publish(id)
+end
+
+--- Hands a list to the upstream keeper (rendered-upstream mode): the file
+-- follows every list this owner accepts, whether or not the dict took it.
+function owner:keep_upstream(id, text)
+    local nodes, err = shared.decode(text)
+    if not nodes then
+        ngx.log(ngx.ERR, "disco: cannot render the upstream file of ", id, ": ", err)
+        return
+    end
+    local ok, kerr = pcall(self.keeper.list, self.keeper, id, nodes, hrtime())
+    if not ok then
+        ngx.log(ngx.ERR, "disco: the upstream file of ", id, " failed: ", tostring(kerr))
+    end
 end
 
 function owner:publish(id)
@@ -392,6 +416,12 @@ function owner:step(premature)
         self.last_retry = start
         for id in pairs(self.pending) do
             self:publish(id)
+        end
+    end
+    if self.keeper then
+        local kok, kerr = pcall(self.keeper.step, self.keeper, start, self.conf.retry_interval * 1000)
+        if not kok then
+            ngx.log(ngx.ERR, "disco: the upstream keeper's step failed: ", tostring(kerr))
         end
     end
     local elapsed = hrtime() - start
