@@ -39,19 +39,8 @@ function _M.wait(loop, pred, ms, what)
 end
 
 --- Polls fn() every 50 ms, without driving a loop (for conditions other
--- processes make true), until it returns a true value, which it returns;
--- raises after `ms`.
-function _M.poll(what, ms, fn)
-    local deadline = core.hrtime() + ms
-    while core.hrtime() < deadline do
-        local v = fn()
-        if v then
-            return v
-        end
-        core.sleep(50)
-    end
-    error("timed out waiting for " .. what, 2)
-end
+-- processes make true): disco.testing.process.poll(what, ms, fn).
+_M.poll = require("disco.testing.process").poll
 
 --- A connected raw session.
 function _M.session(loop, hosts)

@@ -107,6 +107,7 @@ build = {
         ["disco.properties"] = "lua/disco/properties.lua",
         ["disco.provider"] = "lua/disco/provider.lua",
         ["disco.snapshot"] = "lua/disco/snapshot.lua",
+        ["disco.file_replace"] = "lua/disco/file_replace.lua",
         ["disco.service_id"] = "lua/disco/service_id.lua",
         ["disco.subscription"] = "lua/disco/subscription.lua",
         ["disco.url"] = "lua/disco/url.lua",

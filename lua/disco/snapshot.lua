@@ -10,18 +10,16 @@
 --                     "service": { name, group, version, protocol, port, path, params },
 --                     "instance": { name, host, port, id, metadata } } ] }
 --
--- Only plain `io` and `os.rename` are used: the file is written to a
--- temporary name next to it and renamed over the old one, so a reader
--- never sees half a file. Reading is bounded (`MAX_BYTES`) and checked
+-- The file is replaced whole (disco.file_replace), so a reader never sees
+-- half a file. Reading is bounded (`MAX_BYTES`) and checked
 -- field by field: a corrupt file is refused with a reason, never raised on.
 -- @module disco.snapshot
 
 local cjson = require "cjson.safe"
 local core = require "disco.core"
+local file_replace = require "disco.file_replace"
 
 local io_open = io.open
-local os_remove = os.remove
-local os_rename = os.rename
 local os_time = os.time
 local type = type
 
@@ -32,8 +30,6 @@ _M.VERSION = 1
 
 --- The largest snapshot file read, in bytes.
 _M.MAX_BYTES = 16 * 1024 * 1024
-
-local tmp_seq = 0
 
 --- The current wall-clock time in ms (a snapshot's age survives restarts,
 -- so the loop's monotonic clock will not do).
@@ -98,22 +94,9 @@ function _M.write(dir, id, entries, saved_at)
         text = text:gsub('"entries":{}', '"entries":[]')
     end
     local path = _M.path_of(dir, id)
-    tmp_seq = tmp_seq + 1
-    local tmp = path .. ".tmp" .. core.getpid() .. "_" .. tmp_seq
-    local f, err = io_open(tmp, "wb")
-    if not f then
-        return nil, "EIO: " .. tostring(err), "EIO"
-    end
-    local ok, werr = f:write(text)
-    local cok, cerr = f:close()
-    if not ok or not cok then
-        os_remove(tmp)
-        return nil, "EIO: cannot write " .. tmp .. ": " .. tostring(werr or cerr), "EIO"
-    end
-    local rok, rerr = os_rename(tmp, path)
-    if not rok then
-        os_remove(tmp)
-        return nil, "EIO: " .. tostring(rerr), "EIO"
+    local ok, err, code = file_replace.write(path, text)
+    if not ok then
+        return nil, err, code
     end
     return path
 end

@@ -15,21 +15,7 @@ local cjson = require "cjson"
 
 local SID = "rest:com.acme.Hello"
 
-local function now_ms()
-    return helpers.core.hrtime()
-end
-
-local function wait_for(what, timeout_ms, fn)
-    local deadline = now_ms() + timeout_ms
-    repeat
-        local v = fn()
-        if v then
-            return v
-        end
-        process.sleep(50)
-    until now_ms() > deadline
-    error("timed out after " .. timeout_ms .. " ms waiting for " .. what, 2)
-end
+local wait_for = process.poll
 
 -- The ports of a rendered file's server lines, sorted; "down" for the
 -- placeholder of an empty list.

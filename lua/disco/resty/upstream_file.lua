@@ -14,9 +14,9 @@
 -- Pure Lua (no ngx), so that the unit spec runs it outside nginx.
 -- @module disco.resty.upstream_file
 
+local file_replace = require "disco.file_replace"
+
 local io_open = io.open
-local os_remove = os.remove
-local os_rename = os.rename
 local str_format = string.format
 local table_concat = table.concat
 local table_sort = table.sort
@@ -29,13 +29,6 @@ local _M = {}
 -- and a server marked down makes every request fail at once (502) rather
 -- than reach some address nobody listed.
 _M.EMPTY_LINE = "server 127.0.0.1:1 down;"
-
--- errno numbers (Linux) of the failures worth naming; io.open and
--- os.rename give them as their third result.
-local ERRNO_NAMES = {
-    [1] = "EPERM", [2] = "ENOENT", [13] = "EACCES", [17] = "EEXIST", [20] = "ENOTDIR",
-    [21] = "EISDIR", [28] = "ENOSPC", [30] = "EROFS", [36] = "ENAMETOOLONG",
-}
 
 -- A host nginx reads as one word: a name or IPv4 address (letters,
 -- digits, dots, dashes, underscores), or an IPv6 address (hex digits,
@@ -175,17 +168,11 @@ function _M.render(nodes, opts)
     return table_concat(lines, "\n"), skipped
 end
 
-local function io_error(what, path, msg, errno)
-    local name = ERRNO_NAMES[errno] or "EIO"
-    local detail = tostring(msg)
-    if name == "ENOENT" then
-        detail = "the directory of " .. path .. " does not exist"
-    elseif name == "EACCES" then
-        detail = "permission denied (the nginx worker's user must be able to write the "
-            .. "directory of " .. path .. ")"
-    end
-    return nil, str_format("%s: cannot %s %s: %s", name, what, path, detail), name
-end
+-- What to check when the file cannot be written, added to the error.
+local HINTS = {
+    ENOENT = "the directory of %s does not exist",
+    EACCES = "the nginx worker's user must be able to write the directory of %s",
+}
 
 --- The content of `path`, or nil when it cannot be read.
 function _M.read(path)
@@ -198,17 +185,16 @@ function _M.read(path)
     return text
 end
 
---- Writes `text` to `path` unless the file holds it already. The text goes
--- to `path.tmp.PID` first, then is renamed over `path`: a reader (nginx
--- at a reload) sees the old file or the new one, never a part.
+--- Writes `text` to `path` unless the file holds it already, replacing
+-- it whole (disco.file_replace): a reader (nginx at a reload) sees the old
+-- file or the new one, never a part.
 -- @tparam string path
 -- @tparam string text
--- @tparam[opt] number pid the writer's pid (for the temporary name)
 -- @treturn[1] boolean whether the file was written
 -- @treturn[2] nil
 -- @treturn[2] string "ENAME: message"
 -- @treturn[2] string "ENAME"
-function _M.write_if_changed(path, text, pid)
+function _M.write_if_changed(path, text)
     if type(path) ~= "string" or path == "" then
         return nil, "EINVAL: the path must be a non-empty string", "EINVAL"
     end
@@ -218,21 +204,10 @@ function _M.write_if_changed(path, text, pid)
     if _M.read(path) == text then
         return false
     end
-    local tmp = path .. ".tmp." .. tostring(pid or require("disco.core").getpid())
-    local f, err, errno = io_open(tmp, "wb")
-    if not f then
-        return io_error("create", tmp, err, errno)
-    end
-    local ok, werr = f:write(text)
-    local cok, cerr = f:close()
-    if not ok or not cok then
-        os_remove(tmp)
-        return nil, "EIO: cannot write " .. tmp .. ": " .. tostring(werr or cerr), "EIO"
-    end
-    local rok, rerr, rerrno = os_rename(tmp, path)
-    if not rok then
-        os_remove(tmp)
-        return io_error("rename " .. tmp .. " to", path, rerr, rerrno)
+    local ok, err, code = file_replace.write(path, text)
+    if not ok then
+        local hint = HINTS[code]
+        return nil, hint and (err .. " (" .. str_format(hint, path) .. ")") or err, code
     end
     return true
 end

@@ -135,7 +135,7 @@ function keeper:list(sid, nodes, now)
     for _, why in ipairs(skipped) do
         ngx.log(ngx.WARN, "disco: ", sid, ": an address left out of ", file.path, ": ", why)
     end
-    local changed, err = upstream_file.write_if_changed(file.path, text, ngx.worker.pid())
+    local changed, err = upstream_file.write_if_changed(file.path, text)
     if changed == nil then
         self.failed[sid] = nodes
         return record_error(self, "cannot write the upstream file of " .. sid .. ": " .. err)
