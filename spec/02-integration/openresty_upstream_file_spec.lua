@@ -159,6 +159,22 @@ describe("disco in Debian's nginx, rendered upstream #openresty", function()
         end))
     end
 
+    -- The workers once a reload replaced every one of `old` (a count of 2
+    -- alone can be the old generation, before the new one is forked).
+    local function replaced_children(old)
+        return wait_for("the workers to be replaced", 20000, function()
+            local c = settled_children()
+            for _, pid in ipairs(c) do
+                for _, gone in ipairs(old) do
+                    if gone == pid then
+                        return false
+                    end
+                end
+            end
+            return c
+        end)
+    end
+
     setup(function()
         local zk = helpers.zookeeper()
         local root = string.format("/render%d_%d", helpers.core.getpid(), os.time())
@@ -250,17 +266,7 @@ describe("disco in Debian's nginx, rendered upstream #openresty", function()
             return s.upstream_files.reloads > reloads and s
         end)
         assert.equal(reloads + 1, st.upstream_files.reloads)
-        local now_children = wait_for("the workers to be replaced", 20000, function()
-            local c = settled_children()
-            for _, pid in ipairs(c) do
-                for _, old in ipairs(children) do
-                    if old == pid then
-                        return false
-                    end
-                end
-            end
-            return c
-        end)
+        local now_children = replaced_children(children)
         -- The new workers never try the address that left (the old ones
         -- did, until it failed: nginx retried on the other).
         wait_routing(provider_ports(), 20000)
@@ -272,7 +278,7 @@ describe("disco in Debian's nginx, rendered upstream #openresty", function()
         assert.equal(reloads + 1, status().upstream_files.reloads)
         assert.same(now_children, settled_children())
         assert.equal(master, srv:master_pid())
-        reloads = reloads + 1
+        reloads, children = reloads + 1, now_children
     end)
 
     it("renders the last provider leaving as the down line: nginx answers 502", function()
@@ -284,7 +290,7 @@ describe("disco in Debian's nginx, rendered upstream #openresty", function()
         wait_for("the reload", 5000, function()
             return status().upstream_files.reloads == reloads + 1
         end)
-        settled_children()
+        replaced_children(children)
         -- No peer to try: nginx answers 502 at once, naming no address.
         wait_for("nginx to answer 502", 20000, function()
             return srv:get("/").status == 502
