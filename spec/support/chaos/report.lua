@@ -23,6 +23,9 @@ function Report:add_round(rec)
     self.rounds[#self.rounds + 1] = rec
     for _, f in ipairs(rec.faults) do
         self.by_kind[f.kind] = (self.by_kind[f.kind] or 0) + 1
+        if f.ensemble_stall_ms then
+            self.stalls = (self.stalls or 0) + 1
+        end
     end
     if #rec.faults > 1 then
         self.combined = (self.combined or 0) + 1
@@ -60,6 +63,10 @@ function Report:summary()
     end
     if self.combined then
         lines[#lines + 1] = string.format("  rounds combining two faults: %d", self.combined)
+    end
+    if self.stalls then
+        lines[#lines + 1] = string.format("  ensemble stalls (a leader and no commit for %d ms; leader restarted): %d",
+                                          require("spec.support.chaos.faults").STALL_MS, self.stalls)
     end
     for _, n in ipairs(self.notes) do
         lines[#lines + 1] = "  note: " .. n
