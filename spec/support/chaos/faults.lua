@@ -69,11 +69,12 @@ _M.STALL_MS = tonumber(os.getenv("CHAOS_STALL_MS")) or 15000
 -- heal is then, since no client (the consumer included) can open a
 -- session before. A leader can say it leads while nothing commits:
 -- Debian's ZooKeeper 3.8.0, after every server was paused, once sat 30 s
--- and once over 60 s like that, the followers synced by DIFF and every
--- session creation queued (the sync-phase races of ZOOKEEPER-4646/4685,
--- fixed upstream in 3.9). An operator would restart the leader; so does
--- the suite after STALL_MS, and the round's record says so
--- (`rec.ensemble_stall_ms`), so that the report counts it.
+-- and once over 60 s like that: the followers synced by DIFF, and every
+-- session creation queued until their link to the leader timed out (it
+-- looks like one of the sync-phase races reported upstream, such as
+-- ZOOKEEPER-4646 and -4685; not confirmed). An operator would restart the
+-- leader; so does the suite after STALL_MS, and the round's record says
+-- so (`rec.ensemble_stall_ms`), so that the report counts it.
 local function await_quorum(c, rec)
     local leader = c.ensemble:wait_for_leader(60000)
     local t0 = now()
