@@ -39,7 +39,8 @@ describe("chaos report", function()
             { kind = "registry_outage", target = "every server",
               detail = "3000 ms, ensemble committed nothing for 15002 ms after the election: leader 2 restarted" },
         }))
-        assert.truthy(line:find("chaos: round 4 registry_outage every server (3000 ms, ensemble committed nothing", 1, true))
+        local head = "chaos: round 4 registry_outage every server (3000 ms, ensemble committed nothing"
+        assert.truthy(line:find(head, 1, true))
         assert.truthy(line:find("healed after 10 ms, settled in 1 ms", 1, true))
     end)
 end)
