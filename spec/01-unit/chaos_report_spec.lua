@@ -20,8 +20,8 @@ describe("chaos report", function()
         assert.truthy(text:find("faults registry_outage%s+2\n"))
         assert.truthy(text:find("faults leader_pause%s+1\n"))
         assert.truthy(text:find("rounds combining two faults: 1", 1, true))
-        assert.truthy(text:find(string.format("ensemble stalls (a leader and no commit for %d ms; leader restarted): 1",
-                                              faults.STALL_MS), 1, true))
+        local stalls = "ensemble stalls (a leader, but no new session for %d ms; leader restarted): 1"
+        assert.truthy(text:find(string.format(stalls, faults.STALL_MS), 1, true))
     end)
 
     it("says nothing of stalls when there were none, and names the seed of a violation", function()

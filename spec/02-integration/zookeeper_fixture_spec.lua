@@ -208,4 +208,54 @@ describe("disco.testing.zookeeper #zookeeper #integration", function()
         end
         assert.equal(1, followers)
     end)
+
+    it("await_serving() waits for every member to grant a session, not just for a leader", function()
+        local e = ensemble(3):start()
+        local leader = assert(e:await_serving(20000))
+        assert.equal("leader", leader:mode())
+        local ids = {}
+        for _, m in ipairs(e.members) do
+            local id = assert(zookeeper.open_session(m.port))
+            assert.matches("^%x+$", id)
+            assert.equal(16, #id)
+            assert.is_nil(ids[id], "the same session twice")
+            ids[id] = true
+        end
+        -- Without its followers the leader commits nothing, so no member
+        -- grants a session (the leader holds the request or gives up
+        -- leading and drops the connection).
+        local followers = {}
+        for _, m in ipairs(e.members) do
+            if m ~= leader then
+                followers[#followers + 1] = m
+                m:pause()
+            end
+        end
+        local id, err = zookeeper.open_session(leader.port, 1500)
+        local t0 = process.now_ms()
+        local none, why = e:await_serving(1500)
+        local waited = process.now_ms() - t0
+        for _, m in ipairs(followers) do
+            m:resume()
+        end
+        assert.is_nil(id)
+        assert.truthy(err == "timeout" or err == "no session", err)
+        assert.is_nil(none)
+        assert.is_string(why)
+        assert.is_true(waited < 10000, "await_serving overran its bound: " .. waited .. " ms")
+        assert.truthy(e:await_serving(30000))
+        assert.truthy(zookeeper.open_session(leader.port))
+    end)
+
+    it("open_session() names why it got no session", function()
+        local s = server():start()
+        assert.truthy(zookeeper.open_session(s.port))
+        s:pause()
+        assert.same({ nil, "timeout" }, { zookeeper.open_session(s.port, 500) })
+        s:resume()
+        local port = s.port
+        s:stop()
+        assert.same({ nil, "connection refused" }, { zookeeper.open_session(port, 500) })
+        assert.has_error(function() zookeeper.open_session(0) end)
+    end)
 end)

@@ -65,8 +65,9 @@ function Report:summary()
         lines[#lines + 1] = string.format("  rounds combining two faults: %d", self.combined)
     end
     if self.stalls then
-        lines[#lines + 1] = string.format("  ensemble stalls (a leader and no commit for %d ms; leader restarted): %d",
-                                          require("spec.support.chaos.faults").STALL_MS, self.stalls)
+        lines[#lines + 1] = string.format(
+            "  ensemble stalls (a leader, but no new session for %d ms; leader restarted): %d",
+            require("spec.support.chaos.faults").STALL_MS, self.stalls)
     end
     for _, n in ipairs(self.notes) do
         lines[#lines + 1] = "  note: " .. n

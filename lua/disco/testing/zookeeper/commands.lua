@@ -53,6 +53,56 @@ function _M.four_letter(port, cmd, timeout_ms)
     return nil, "connection refused"
 end
 
+-- A ConnectRequest for a new session (protocol 0, no zxid seen, 4000 ms,
+-- session 0, an empty 16-byte password, not read-only) and a closeSession
+-- request, each behind its length, as printf escapes.
+local CONNECT_REQUEST = "\\x00\\x00\\x00\\x2d" .. string.rep("\\x00", 12)
+    .. "\\x00\\x00\\x0f\\xa0" .. string.rep("\\x00", 8)
+    .. "\\x00\\x00\\x00\\x10" .. string.rep("\\x00", 17)
+local CLOSE_REQUEST = "\\x00\\x00\\x00\\x08\\x00\\x00\\x00\\x01\\xff\\xff\\xff\\xf5"
+
+--- Open a new session on a port on 127.0.0.1 and close it again, speaking
+-- the client protocol by hand. A server grants a new session only once the
+-- leader has committed it with a quorum, so this tells a serving ensemble
+-- from one that elected a leader but commits nothing (ZooKeeper 3.8.0 can
+-- sit like that after a sync, see docs/testing.md). Independent of disco's
+-- client.
+-- @tparam number port
+-- @tparam[opt=5000] number timeout_ms bound on connect plus answer
+-- @treturn string|nil the session id, 16 hex digits
+-- @treturn[opt] string "timeout", "connection refused" or "no session"
+--   (the server closed the connection: it is not serving)
+function _M.open_session(port, timeout_ms)
+    port = tonumber(port)
+    if not port or port < 1 or port > 65535 or port ~= math.floor(port) then
+        error("zookeeper.open_session: invalid port " .. tostring(port), 2)
+    end
+    local secs = string_format("%.3f", (timeout_ms or 5000) / 1000)
+    -- The answer's first 20 bytes: length, protocol, timeout, session id.
+    -- timeout signals its whole process group, od included.
+    local script = "exec 3<>/dev/tcp/127.0.0.1/" .. port .. " || exit 3"
+        .. "; printf '" .. CONNECT_REQUEST .. "' >&3"
+        .. " && od -An -v -tx1 -N 20 <&3"
+        .. " && printf '" .. CLOSE_REQUEST .. "' >&3"
+    local p = io.popen("timeout -k 1 " .. secs .. " bash -c " .. quote(script)
+        .. " 2>/dev/null; printf '\\n__disco_rc=%d\\n' \"$?\"")
+    local out = p:read("*a") or ""
+    p:close()
+    local answer, rc = out:match("^(.*)\n__disco_rc=(%d+)\n$")
+    rc = tonumber(rc)
+    if rc == 124 or rc == 137 then
+        return nil, "timeout"
+    elseif rc ~= 0 then
+        return nil, "connection refused"
+    end
+    local hex = (answer or ""):gsub("%s+", "")
+    local timeout, session = hex:match("^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x(%x%x%x%x%x%x%x%x)(%x+)$")
+    if not session or #session ~= 16 or tonumber(timeout, 16) == 0 or session:match("^0+$") then
+        return nil, "no session"
+    end
+    return session
+end
+
 --- Run one zkCli command (org.apache.zookeeper.ZooKeeperMain) and return
 -- its output, for checking server state independently of disco's client.
 -- Takes about half a second (a JVM start).

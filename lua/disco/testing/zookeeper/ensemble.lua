@@ -1,5 +1,5 @@
 --- A loopback ensemble of ZooKeeper servers for the test fixture: ports for
--- every member, a quorum start and leader checks.
+-- every member, a quorum start, leader checks and a check that it serves.
 --
 -- Public through @{disco.testing.zookeeper}. Members are
 -- @{disco.testing.zookeeper.server} objects driven through its internal
@@ -19,6 +19,9 @@ local now_ms = process.now_ms
 local remove_temp_dir = files.remove_temp_dir
 local new_server = server.new_server
 local bind_failure = server.bind_failure
+local math_max = math.max
+local math_min = math.min
+local open_session = commands.open_session
 local string_format = string.format
 local table_concat = table.concat
 local tostring = tostring
@@ -30,6 +33,9 @@ local DEFAULT_START_TIMEOUT_MS = server.DEFAULT_START_TIMEOUT_MS
 local POLL_MS = server.POLL_MS
 local PROBE_TIMEOUT_MS = server.PROBE_TIMEOUT_MS
 local live = server.live
+
+-- How long one member may take to grant a session before it is asked again.
+local SESSION_PROBE_MS = 5000
 
 local Ensemble = {}
 Ensemble.__index = Ensemble
@@ -147,6 +153,46 @@ function Ensemble:wait_for_leader(timeout_ms)
     return leader
 end
 
+--- Wait until the ensemble serves: the running members agree on exactly
+-- one leader, and every one of them grants a new session (see
+-- @{disco.testing.zookeeper.commands.open_session}). A leader alone is not
+-- enough: a member that rejoins syncs first, and Debian's ZooKeeper 3.8.0
+-- has elected a leader and then committed nothing for 30 s and more after
+-- a sync (docs/testing.md, "Heal").
+--
+-- Unlike @{wait_for_leader} this does not raise, so that the caller can
+-- decide what to do with an ensemble that does not serve.
+-- @tparam[opt] number timeout_ms default 30000
+-- @return the leader member, or nil
+-- @treturn[opt] string which members granted no session, and why
+function Ensemble:await_serving(timeout_ms)
+    local deadline = now_ms() + (timeout_ms or self.start_timeout_ms)
+    while true do
+        local leader, err = self:_await_leader(deadline)
+        if not leader then
+            return nil, err
+        end
+        local refused = {}
+        for _, m in ipairs(self.members) do
+            if m._proc then
+                local left = math_max(deadline - now_ms(), POLL_MS)
+                local session, why = open_session(m.port, math_min(left, SESSION_PROBE_MS))
+                if not session then
+                    refused[#refused + 1] = string_format("member %d: %s", m.myid, why)
+                end
+            end
+        end
+        if #refused == 0 then
+            return leader
+        end
+        if now_ms() >= deadline then
+            return nil, string_format("zookeeper fixture: member %d leads, but no new session on %s",
+                leader.myid, table_concat(refused, ", "))
+        end
+        process.sleep(POLL_MS)
+    end
+end
+
 --- The member that currently says it leads, without waiting.
 -- @return a member, or nil
 function Ensemble:leader()
@@ -201,7 +247,7 @@ end
 --   (except `port`), plus `init_limit` (10) and `sync_limit` (4);
 --   `tick_time` defaults to 500
 -- @return an ensemble object with `members`, `connect_string`, `start`,
---   `stop`, `destroy`, `leader`, `wait_for_leader`, `cli`
+--   `stop`, `destroy`, `leader`, `wait_for_leader`, `await_serving`, `cli`
 function _M.ensemble(n, opts)
     n = n or 3
     opts = opts or {}

@@ -23,7 +23,8 @@
 -- This module is the fixture's public API; the work is done in
 -- @{disco.testing.zookeeper.server} (one server),
 -- @{disco.testing.zookeeper.ensemble} (a loopback ensemble),
--- @{disco.testing.zookeeper.commands} (four-letter words, zkCli),
+-- @{disco.testing.zookeeper.commands} (four-letter words, zkCli, a
+-- session probe),
 -- @{disco.testing.zookeeper.jvm} (jars and JVM options) and
 -- @{disco.testing.ports} (free loopback ports).
 --
@@ -45,6 +46,7 @@ _M.FOUR_LETTER_WORDS = server.FOUR_LETTER_WORDS
 _M.pick_port = ports.pick_port
 _M.four_letter = commands.four_letter
 _M.cli = commands.cli
+_M.open_session = commands.open_session
 _M.server = server.server
 _M.ensemble = ensemble.ensemble
 
