@@ -15,6 +15,7 @@
 local rt = ...
 local core = require "disco.core"
 local ports = require "disco.testing.ports"
+local read_file = require("disco.testing.files").read_file
 local process = require "disco.testing.process"
 local zookeeper = require "disco.testing.zookeeper"
 
@@ -36,16 +37,6 @@ local function drive(pred, ms)
         core.sleep(5)
     end
     return false
-end
-
-local function read_file(path)
-    local f = io.open(path)
-    if not f then
-        return nil
-    end
-    local text = f:read("*a")
-    f:close()
-    return text
 end
 
 say("== starting ZooKeeper (Debian's zookeeper package) on 127.0.0.1")

@@ -4,6 +4,7 @@
 -- @module spec.helpers
 
 local core = require "disco.core"
+local files = require "disco.testing.files"
 
 local _M = {}
 
@@ -62,21 +63,13 @@ end
 
 --- Writes `content` to `path`.
 function _M.write_file(path, content)
-    local f = assert(io.open(path, "w"))
-    f:write(content)
-    f:close()
+    files.write_file(path, content)
     return path
 end
 
 --- Reads a whole file, or nil.
 function _M.read_file(path)
-    local f = io.open(path, "r")
-    if not f then
-        return nil
-    end
-    local content = f:read("*a")
-    f:close()
-    return content
+    return (files.read_file(path))
 end
 
 --- Runs the disco binary with `args` (a list) and returns its exit status,

@@ -12,6 +12,7 @@
 -- @module disco.plugin
 
 local plugin_ctx = require "disco.plugin_ctx"
+local read_file = require("disco.file_replace").read
 local sandbox = require "disco.sandbox"
 
 local _M = {}
@@ -84,16 +85,6 @@ function host_mt:add_path(dir)
         error("a plugin directory must be a non-empty string", 2)
     end
     table.insert(self.paths, 1, dir)
-end
-
-local function read_file(path)
-    local f, err = io.open(path, "r")
-    if not f then
-        return nil, err
-    end
-    local code = f:read("*a")
-    f:close()
-    return code
 end
 
 local function file_exists(path)

@@ -14,6 +14,8 @@
 -- UTF-8, a surrogate pair as one character. A later duplicate key wins.
 -- @module disco.properties
 
+local read_file = require("disco.file_replace").read
+
 local byte, char, find, sub = string.byte, string.char, string.find, string.sub
 
 local _M = {}
@@ -201,16 +203,13 @@ function _M.load_file(path)
     if type(path) ~= "string" then
         error("properties file path must be a string, got " .. type(path), 2)
     end
-    local f, err = io.open(path, "rb")
-    if not f then
-        local ename = (err and err:match("No such file")) and "ENOENT" or "EIO"
-        return nil, ename .. ": cannot read " .. tostring(err), ename
+    local text, err, ename = read_file(path)
+    if not text then
+        return nil, err, ename
     end
-    local text = f:read("*a")
-    f:close()
-    local props, perr, ename = _M.parse(text)
+    local props, perr, pename = _M.parse(text)
     if not props then
-        return nil, (perr:gsub("^EINVAL: ", "EINVAL: " .. path .. ": ")), ename
+        return nil, (perr:gsub("^EINVAL: ", "EINVAL: " .. path .. ": ")), pename
     end
     return props
 end

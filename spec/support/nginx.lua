@@ -27,21 +27,8 @@ _M.MODULES = { "/usr/lib/nginx/modules/ndk_http_module.so",
 
 local quote = process.quote
 
-local function read_file(path)
-    local f = io.open(path, "r")
-    if not f then
-        return nil
-    end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
-local function write_file(path, s)
-    local f = assert(io.open(path, "w"))
-    f:write(s)
-    f:close()
-end
+local files = require "disco.testing.files"
+local read_file, write_file = files.read_file, files.write_file
 
 local function shell_out(cmd)
     local p = assert(io.popen(cmd))

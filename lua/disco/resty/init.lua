@@ -77,9 +77,9 @@ function _M.init(c)
     -- includes) just before init_by_lua: what the files hold now is what
     -- this generation of nginx balances over (the workers inherit it).
     loaded = {}
-    local upstream_file = require "disco.resty.upstream_file"
+    local read = require("disco.file_replace").read
     for _, file in pairs(checked.upstream_files) do
-        loaded[file.path] = upstream_file.read(file.path)
+        loaded[file.path] = read(file.path)
     end
     agent_on = false
     if checked.owner ~= "worker0" and ngx.get_phase() == "init" then

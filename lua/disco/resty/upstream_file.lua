@@ -16,7 +16,6 @@
 
 local file_replace = require "disco.file_replace"
 
-local io_open = io.open
 local str_format = string.format
 local table_concat = table.concat
 local table_sort = table.sort
@@ -174,17 +173,6 @@ local HINTS = {
     EACCES = "the nginx worker's user must be able to write the directory of %s",
 }
 
---- The content of `path`, or nil when it cannot be read.
-function _M.read(path)
-    local f = io_open(path, "rb")
-    if not f then
-        return nil
-    end
-    local text = f:read("*a")
-    f:close()
-    return text
-end
-
 --- Writes `text` to `path` unless the file holds it already, replacing
 -- it whole (disco.file_replace): a reader (nginx at a reload) sees the old
 -- file or the new one, never a part.
@@ -201,7 +189,7 @@ function _M.write_if_changed(path, text)
     if type(text) ~= "string" then
         return nil, "EINVAL: the text must be a string", "EINVAL"
     end
-    if _M.read(path) == text then
+    if file_replace.read(path) == text then
         return false
     end
     local ok, err, code = file_replace.write(path, text)
