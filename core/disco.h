@@ -176,7 +176,7 @@ typedef struct {
   uint64_t rejected;  /* refused because the queue was closing */
   uint64_t delivered; /* callbacks run with status 0 */
   uint64_t canceled;  /* callbacks run with DISCO_ECANCELED */
-  uint64_t wakeups;   /* async callbacks (drains); <= pushed */
+  uint64_t wakeups;   /* drains that delivered (wakeup or timer); <= pushed */
 } disco_queue_stats_t;
 
 typedef void (*disco_queue_close_cb)(disco_queue_t *queue, void *data);
@@ -192,7 +192,10 @@ typedef void (*disco_queue_close_cb)(disco_queue_t *queue, void *data);
 int disco_queue_new(disco_loop_t *loop, disco_queue_close_cb close_cb,
                     void *data, disco_queue_t **out);
 /* Any thread. 0, or DISCO_ECLOSED once closing began (the caller keeps the
- * item). Never blocks beyond the queue's mutex. */
+ * item). Never blocks beyond the queue's mutex. Items are delivered in push
+ * order; during a burst (the loop woke for the queue several times in a row
+ * within a millisecond) a timer drains the queue every millisecond instead
+ * of a wakeup per push, so an item may wait about a millisecond more. */
 int disco_queue_push(disco_queue_t *queue, disco_qitem_t *item);
 /* Any thread. */
 void disco_queue_retain(disco_queue_t *queue);

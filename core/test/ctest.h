@@ -163,6 +163,8 @@ char *ctest_capture_end(ctest_capture_t *capture);
   X(queue_reentrant_push)                                                      \
   X(queue_close_cancels_pending)                                               \
   X(queue_push_after_close)                                                    \
+  X(queue_bursts_and_lone_items)                                               \
+  X(queue_close_during_burst)                                                  \
   X(queue_probe)                                                               \
   X(queue_probe_loop_close)                                                    \
   X(queue_probe_invalid)                                                       \

@@ -380,6 +380,182 @@ static void test_queue_plain_cb(disco_qitem_t *qitem, int status) {
   }
 }
 
+/* ------------------------------------------------ bursts */
+
+/* A producer that pushes bursts of items a few microseconds apart (as the
+ * replies to pipelined reads arrive), each burst followed by a pause and
+ * one lone item: the loop must deliver every item in order, the lone ones
+ * too, which a burst mode that outlived its timer would strand. */
+typedef struct {
+  disco_qitem_t item;
+  struct test_queue_burst_s *burst;
+  int seq;
+} test_queue_burst_item_t;
+
+typedef struct test_queue_burst_s {
+  ctest_t *t;
+  disco_queue_t *queue;
+  uv_thread_t thread;
+  int per_burst;
+  int bursts;
+  int total;
+  int delivered; /* atomic: the producer waits on it between bursts */
+  int next;
+  int order_errors;
+  int done;
+  int closed;
+} test_queue_burst_t;
+
+static void test_queue_burst_cb(disco_qitem_t *qitem, int status) {
+  test_queue_burst_item_t *item;
+  test_queue_burst_t *b;
+
+  item = (test_queue_burst_item_t *)qitem;
+  b = item->burst;
+  if (status == 0) {
+    if (item->seq != b->next)
+      b->order_errors++;
+    b->next = item->seq + 1;
+    if (__atomic_add_fetch(&b->delivered, 1, __ATOMIC_SEQ_CST) == b->total)
+      b->done = 1;
+  }
+  free(item);
+}
+
+static void test_queue_burst_push(test_queue_burst_t *b, int seq) {
+  test_queue_burst_item_t *item;
+
+  item = malloc(sizeof(*item));
+  ASSERT(b->t, item != NULL);
+  item->item.cb = test_queue_burst_cb;
+  item->burst = b;
+  item->seq = seq;
+  ASSERT_OK(b->t, disco_queue_push(b->queue, &item->item));
+}
+
+/* Waits until `n` items were delivered; 0 after 25 s (the loop thread's
+ * own wait has failed by then, and the producer stops). */
+static int test_queue_burst_wait(test_queue_burst_t *b, int n) {
+  int waited;
+
+  for (waited = 0; waited < 25000; waited++) {
+    if (__atomic_load_n(&b->delivered, __ATOMIC_SEQ_CST) >= n)
+      return 1;
+    uv_sleep(1);
+  }
+  return 0;
+}
+
+static void test_queue_burst_producer(void *arg) {
+  test_queue_burst_t *b;
+  int seq;
+  int i;
+  int k;
+
+  b = arg;
+  seq = 0;
+  for (k = 0; k < b->bursts; k++) {
+    for (i = 0; i < b->per_burst; i++) {
+      test_queue_burst_push(b, seq++);
+      uv_sleep(0);
+      if (i % 8 == 0)
+        sched_yield();
+    }
+    /* Everything delivered, then a quiet spell longer than a batch
+     * window, then one item alone. */
+    if (!test_queue_burst_wait(b, seq))
+      break;
+    uv_sleep(20);
+    test_queue_burst_push(b, seq++);
+    if (!test_queue_burst_wait(b, seq))
+      break;
+  }
+  disco_queue_release(b->queue);
+}
+
+static void test_queue_burst_close_cb(disco_queue_t *queue, void *data) {
+  (void)queue;
+  ((test_queue_burst_t *)data)->closed++;
+}
+
+void test_queue_bursts_and_lone_items(ctest_t *t) {
+  disco_queue_stats_t stats;
+  test_queue_burst_t b;
+  disco_loop_t loop;
+
+  memset(&b, 0, sizeof(b));
+  b.t = t;
+  b.per_burst = (int)ctest_scaled(2000, 200);
+  b.bursts = 3;
+  b.total = b.bursts * (b.per_burst + 1);
+  ASSERT_OK(t, disco_loop_init(&loop));
+  ASSERT_OK(t, disco_queue_new(&loop, test_queue_burst_close_cb, &b, &b.queue));
+  disco_queue_retain(b.queue);
+  ASSERT_OK(t, uv_thread_create(&b.thread, test_queue_burst_producer, &b));
+  ctest_run_until(t, &loop, &b.done, 20000);
+  uv_thread_join(&b.thread);
+  disco_loop_run_nowait(&loop);
+
+  disco_queue_stats(b.queue, &stats);
+  ASSERT_EQ(t, b.order_errors, 0);
+  ASSERT_EQ(t, b.delivered, b.total);
+  ASSERT_EQ(t, stats.pushed, (uint64_t)b.total);
+  ASSERT_EQ(t, stats.delivered, (uint64_t)b.total);
+  ASSERT_CMP(t, stats.wakeups, >=, (uint64_t)b.bursts);
+  ASSERT_CMP(t, stats.wakeups, <=, stats.pushed);
+  disco_queue_close(b.queue);
+  ctest_run_until(t, &loop, &b.closed, 10000);
+  ASSERT_OK(t, disco_loop_close(&loop));
+  ASSERT_EQ(t, b.closed, 1);
+}
+
+/* Items queued while the loop drains back to back (a burst, so the timer
+ * may be the one to drain them) are canceled by a close like any others,
+ * and the queue closes once. */
+void test_queue_close_during_burst(ctest_t *t) {
+  test_queue_plain_t items[10];
+  disco_queue_stats_t stats;
+  test_queue_chain_t chain;
+  disco_loop_t loop;
+  int i;
+
+  memset(&chain, 0, sizeof(chain));
+  memset(items, 0, sizeof(items));
+  ASSERT_OK(t, disco_loop_init(&loop));
+  ASSERT_OK(t, disco_queue_new(&loop, test_queue_chain_close_cb, &chain,
+                               &chain.queue));
+  for (i = 0; i < 10; i++) {
+    items[i].item.cb = test_queue_plain_cb;
+    items[i].chain = &chain;
+    items[i].status = 1;
+  }
+  /* Six drains in a row: the last ones usually count as a burst, and are
+   * then the timer's (a run that blocks until the next event). */
+  for (i = 0; i < 6; i++) {
+    ASSERT_OK(t, disco_queue_push(chain.queue, &items[i].item));
+    disco_loop_run_once(&loop);
+    ASSERT_EQ(t, items[i].calls, 1);
+    ASSERT_EQ(t, items[i].status, 0);
+  }
+  for (i = 6; i < 10; i++)
+    ASSERT_OK(t, disco_queue_push(chain.queue, &items[i].item));
+  disco_queue_retain(chain.queue);
+  disco_queue_close(chain.queue);
+  for (i = 6; i < 10; i++) {
+    ASSERT_EQ(t, items[i].calls, 1);
+    ASSERT_EQ(t, items[i].status, DISCO_ECANCELED);
+  }
+  ASSERT_EQ(t, disco_loop_run(&loop), 0);
+  ASSERT_EQ(t, chain.closed, 1);
+  disco_queue_stats(chain.queue, &stats);
+  ASSERT_EQ(t, stats.pushed, 10);
+  ASSERT_EQ(t, stats.delivered, 6);
+  ASSERT_EQ(t, stats.canceled, 4);
+  disco_queue_release(chain.queue);
+  ASSERT_OK(t, disco_loop_close(&loop));
+  ASSERT_EQ(t, chain.closed, 1);
+}
+
 void test_queue_close_cancels_pending(ctest_t *t) {
   test_queue_plain_t items[10];
   disco_queue_stats_t stats;
