@@ -11,7 +11,7 @@
  * Bursts: a stream of items (the replies to thousands of pipelined reads)
  * would otherwise wake the loop thread for every few items, and each
  * wakeup costs a context switch and an epoll round, more than the item's
- * own work (a cold read of 10,000 znodes: about 3,500 wakeups). So when
+ * own work (a cold read of 10,000 znodes: close to 4,000 wakeups). So when
  * the loop has woken for the queue BURST_DRAINS times in a row, each within
  * BATCH_MS of the drain before, producers stop waking it and a timer
  * drains the queue every BATCH_MS instead, until a whole window passes with
