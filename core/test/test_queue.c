@@ -380,6 +380,24 @@ static void test_queue_plain_cb(disco_qitem_t *qitem, int status) {
   }
 }
 
+/* A loop and a queue for `n` plain items, none pushed yet. */
+static void test_queue_plain_setup(ctest_t *t, disco_loop_t *loop,
+                                   test_queue_chain_t *chain,
+                                   test_queue_plain_t *items, int n) {
+  int i;
+
+  memset(chain, 0, sizeof(*chain));
+  memset(items, 0, sizeof(*items) * (size_t)n);
+  ASSERT_OK(t, disco_loop_init(loop));
+  ASSERT_OK(t, disco_queue_new(loop, test_queue_chain_close_cb, chain,
+                               &chain->queue));
+  for (i = 0; i < n; i++) {
+    items[i].item.cb = test_queue_plain_cb;
+    items[i].chain = chain;
+    items[i].status = 1;
+  }
+}
+
 /* ------------------------------------------------ bursts */
 
 /* A producer that pushes bursts of items a few microseconds apart (as the
@@ -519,16 +537,7 @@ void test_queue_close_during_burst(ctest_t *t) {
   disco_loop_t loop;
   int i;
 
-  memset(&chain, 0, sizeof(chain));
-  memset(items, 0, sizeof(items));
-  ASSERT_OK(t, disco_loop_init(&loop));
-  ASSERT_OK(t, disco_queue_new(&loop, test_queue_chain_close_cb, &chain,
-                               &chain.queue));
-  for (i = 0; i < 10; i++) {
-    items[i].item.cb = test_queue_plain_cb;
-    items[i].chain = &chain;
-    items[i].status = 1;
-  }
+  test_queue_plain_setup(t, &loop, &chain, items, 10);
   /* Six drains in a row: the last ones usually count as a burst, and are
    * then the timer's (a run that blocks until the next event). */
   for (i = 0; i < 6; i++) {
@@ -563,18 +572,10 @@ void test_queue_close_cancels_pending(ctest_t *t) {
   disco_loop_t loop;
   int i;
 
-  memset(&chain, 0, sizeof(chain));
-  memset(items, 0, sizeof(items));
-  ASSERT_OK(t, disco_loop_init(&loop));
-  ASSERT_OK(t, disco_queue_new(&loop, test_queue_chain_close_cb, &chain,
-                               &chain.queue));
+  test_queue_plain_setup(t, &loop, &chain, items, 10);
   ASSERT(t, disco_queue_data(chain.queue) == &chain);
-  for (i = 0; i < 10; i++) {
-    items[i].item.cb = test_queue_plain_cb;
-    items[i].chain = &chain;
-    items[i].status = 1;
+  for (i = 0; i < 10; i++)
     ASSERT_OK(t, disco_queue_push(chain.queue, &items[i].item));
-  }
   disco_queue_retain(chain.queue);
   disco_queue_close(chain.queue);
   /* Canceled synchronously, in order; the close callback comes later. */

@@ -19,7 +19,6 @@ local cjson = require "cjson.safe"
 local core = require "disco.core"
 local file_replace = require "disco.file_replace"
 
-local io_open = io.open
 local os_time = os.time
 local type = type
 
@@ -169,19 +168,13 @@ end
 -- @treturn[2] string "ENAME"
 function _M.read(dir, id)
     local path = _M.path_of(dir, id)
-    local f = io_open(path, "rb")
-    if not f then
-        return nil, "ENOENT: no snapshot of " .. id .. " at " .. path, "ENOENT"
-    end
-    local size = f:seek("end")
-    if not size or size > _M.MAX_BYTES then
-        f:close()
+    local text, _, code = file_replace.read(path, _M.MAX_BYTES)
+    if code == "EFBIG" then
         return nil, "EINVAL: snapshot " .. path .. " is larger than " .. _M.MAX_BYTES
             .. " bytes", "EINVAL"
+    elseif not text then
+        return nil, "ENOENT: no snapshot of " .. id .. " at " .. path, "ENOENT"
     end
-    f:seek("set")
-    local text = f:read("*a")
-    f:close()
     local function corrupt(why)
         return nil, "EINVAL: snapshot " .. path .. " is corrupt: " .. why, "EINVAL"
     end

@@ -160,28 +160,18 @@ function _M.sleep(ms)
     end
 end
 
--- Milliseconds on a monotonic clock when the bindings are built, else
--- the wall clock's (whole seconds).
-local function now_ms()
-    local ok, core = pcall(require, "disco.core")
-    if ok and type(core) == "table" and type(core.hrtime) == "function" then
-        return core.hrtime()
-    end
-    return os.time() * 1000
-end
-
 --- Calls `fn()` every 50 ms, without driving any loop (for conditions
 -- other processes make true), until it returns a true value, which it
 -- returns; raises after `timeout_ms`, naming `what`.
 function _M.poll(what, timeout_ms, fn)
-    local deadline = now_ms() + timeout_ms
+    local deadline = _M.now_ms() + timeout_ms
     repeat
         local v = fn()
         if v then
             return v
         end
         _M.sleep(50)
-    until now_ms() > deadline
+    until _M.now_ms() > deadline
     error("timed out after " .. timeout_ms .. " ms waiting for " .. what, 2)
 end
 

@@ -18,6 +18,35 @@ local type = type
 
 local CLI_CLASS = jvm.CLI_CLASS
 
+local function check_port(port, who)
+    port = tonumber(port)
+    if not port or port < 1 or port > 65535 or port ~= math.floor(port) then
+        error("zookeeper." .. who .. ": invalid port " .. tostring(port), 3)
+    end
+    return port
+end
+
+-- Connects fd 3 to `port` on 127.0.0.1 and runs the bash `script` on it,
+-- all bounded by `timeout_ms` (timeout signals its whole process group).
+-- Returns the script's output, or nil and "timeout" or "connection
+-- refused" (any other failure).
+local function converse(port, script, timeout_ms)
+    local secs = string_format("%.3f", timeout_ms / 1000)
+    script = "exec 3<>/dev/tcp/127.0.0.1/" .. port .. " && " .. script
+    local p = io.popen("timeout -k 1 " .. secs .. " bash -c " .. quote(script)
+        .. " 2>/dev/null; printf '\\n__disco_rc=%d\\n' \"$?\"")
+    local out = p:read("*a") or ""
+    p:close()
+    local answer, rc = out:match("^(.*)\n__disco_rc=(%d+)\n$")
+    rc = tonumber(rc)
+    if rc == 0 then
+        return answer
+    elseif rc == 124 or rc == 137 then
+        return nil, "timeout"
+    end
+    return nil, "connection refused"
+end
+
 --- Send a four-letter word to a port on 127.0.0.1.
 -- @tparam number port
 -- @tparam string cmd e.g. "srvr", "conf", "ruok"
@@ -25,32 +54,16 @@ local CLI_CLASS = jvm.CLI_CLASS
 -- @treturn string|nil the answer
 -- @treturn[opt] string "timeout", "connection refused" or "no answer"
 function _M.four_letter(port, cmd, timeout_ms)
-    port = tonumber(port)
-    if not port or port < 1 or port > 65535 or port ~= math.floor(port) then
-        error("zookeeper.four_letter: invalid port " .. tostring(port), 2)
-    end
+    port = check_port(port, "four_letter")
     if type(cmd) ~= "string" or not cmd:match("^%l%l%l%l$") then
         error("zookeeper.four_letter: invalid command " .. tostring(cmd), 2)
     end
-    local secs = string_format("%.3f", (timeout_ms or 2000) / 1000)
-    -- bash execs cat so that timeout signals the process that blocks on the
-    -- socket; a cat left behind would hold our pipe open forever.
-    local script = "exec 3<>/dev/tcp/127.0.0.1/" .. port
-        .. " && printf %s " .. cmd .. " >&3 && exec cat <&3"
-    local p = io.popen("timeout -k 1 " .. secs .. " bash -c " .. quote(script)
-        .. " 2>/dev/null; printf '\\n__disco_rc=%d\\n' \"$?\"")
-    local out = p:read("*a") or ""
-    p:close()
-    local answer, rc = out:match("^(.*)\n__disco_rc=(%d+)\n$")
-    rc = tonumber(rc)
-    if rc == 0 and answer ~= "" then
-        return answer
-    elseif rc == 0 then
+    -- cat replaces bash: no reader outlives the script to hold our pipe.
+    local answer, err = converse(port, "printf %s " .. cmd .. " >&3 && exec cat <&3", timeout_ms or 2000)
+    if answer == "" then
         return nil, "no answer"
-    elseif rc == 124 or rc == 137 then
-        return nil, "timeout"
     end
-    return nil, "connection refused"
+    return answer, err
 end
 
 -- A ConnectRequest for a new session (protocol 0, no zxid seen, 4000 ms,
@@ -73,29 +86,15 @@ local CLOSE_REQUEST = "\\x00\\x00\\x00\\x08\\x00\\x00\\x00\\x01\\xff\\xff\\xff\\
 -- @treturn[opt] string "timeout", "connection refused" or "no session"
 --   (the server closed the connection: it is not serving)
 function _M.open_session(port, timeout_ms)
-    port = tonumber(port)
-    if not port or port < 1 or port > 65535 or port ~= math.floor(port) then
-        error("zookeeper.open_session: invalid port " .. tostring(port), 2)
-    end
-    local secs = string_format("%.3f", (timeout_ms or 5000) / 1000)
+    port = check_port(port, "open_session")
     -- The answer's first 20 bytes: length, protocol, timeout, session id.
-    -- timeout signals its whole process group, od included.
-    local script = "exec 3<>/dev/tcp/127.0.0.1/" .. port .. " || exit 3"
-        .. "; printf '" .. CONNECT_REQUEST .. "' >&3"
+    local answer, err = converse(port, "printf '" .. CONNECT_REQUEST .. "' >&3"
         .. " && od -An -v -tx1 -N 20 <&3"
-        .. " && printf '" .. CLOSE_REQUEST .. "' >&3"
-    local p = io.popen("timeout -k 1 " .. secs .. " bash -c " .. quote(script)
-        .. " 2>/dev/null; printf '\\n__disco_rc=%d\\n' \"$?\"")
-    local out = p:read("*a") or ""
-    p:close()
-    local answer, rc = out:match("^(.*)\n__disco_rc=(%d+)\n$")
-    rc = tonumber(rc)
-    if rc == 124 or rc == 137 then
-        return nil, "timeout"
-    elseif rc ~= 0 then
-        return nil, "connection refused"
+        .. " && printf '" .. CLOSE_REQUEST .. "' >&3", timeout_ms or 5000)
+    if not answer then
+        return nil, err
     end
-    local hex = (answer or ""):gsub("%s+", "")
+    local hex = answer:gsub("%s+", "")
     local timeout, session = hex:match("^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x(%x%x%x%x%x%x%x%x)(%x+)$")
     if not session or #session ~= 16 or tonumber(timeout, 16) == 0 or session:match("^0+$") then
         return nil, "no session"
