@@ -7,7 +7,7 @@
 -- (bench/peers/run-kazoo), interleaved run by run on the same server.
 --
 --   build/disco run bench/cold_discovery.lua
---   BENCH_SIZES=1000,10000,50000 (default)   BENCH_RUNS=5 (default; 3 at 50,000)
+--   BENCH_SIZES=1000,10000,50000 (default)   BENCH_RUNS=7 (default; 9 up to 1,000, 3 from 50,000)
 --   BENCH_PEERS=disco,java,kazoo (default; e.g. disco alone beside the floor)
 --   BENCH_MODES=remote,local (default)
 --
@@ -41,7 +41,11 @@ local function runs_for(n)
     if runs then
         return runs
     end
-    return n >= 50000 and 3 or 5
+    -- Small sizes are cheap and the noisiest relative to their figure.
+    if n <= 1000 then
+        return 9
+    end
+    return n >= 50000 and 3 or 7
 end
 
 -- Instance i: 127.0.0.1, port 10000 + i (unique names up to 55,535
@@ -81,14 +85,17 @@ local function populate(session, app, n, infos, service_ports)
     common.wait(rt.loop, function() return pending == 0 end, 60000, "metadata")
 end
 
--- One floor run in a fresh process (as the peers are): milliseconds.
+-- One floor run in a fresh process, timed as the peers are, from just
+-- before it opens its session: milliseconds.
 local function floor_once(hosts, app, n)
     local pipe = assert(io.popen(string.format("%s/bench/zk_floor %s /services/%s 1", BUILD, hosts, app)))
     local out = pipe:read("*a")
     pipe:close()
     local ms, count = out:match("floor_ms ([%d.]+) (%d+)")
+    local session_ms = out:match("session_ms ([%d.]+)")
     assert(tonumber(count) == n, "floor read " .. tostring(count) .. " children of " .. n)
-    return tonumber(ms)
+    assert(session_ms, "floor printed no session time")
+    return tonumber(session_ms) + tonumber(ms)
 end
 
 local function list_env(name, default, allowed)
@@ -113,23 +120,49 @@ local function measure(zk, app, n, mode, runs, servers_loop)
         m.not_run[kind] = nil
     end
     for run = 1, runs do
-        m.floor[run] = floor_once(zk.connect_string, app, n)
+        -- The order turns every run (floor, disco, Java, kazoo; then
+        -- kazoo, Java, disco, floor), so that none always meets the
+        -- server right after the same neighbour.
+        local order = { "floor" }
         for _, kind in ipairs(KINDS) do
-            if not m.unsupported[kind] then
+            order[#order + 1] = kind
+        end
+        if run % 2 == 0 then
+            for i = 1, math.floor(#order / 2) do
+                order[i], order[#order + 1 - i] = order[#order + 1 - i], order[i]
+            end
+        end
+        for _, kind in ipairs(order) do
+            if kind == "floor" then
+                m.floor[run] = floor_once(zk.connect_string, app, n)
+            elseif not m.unsupported[kind] then
                 local r = peers.cold(kind, args, PEER_MS, servers_loop)
                 if r.unsupported then
                     m.unsupported[kind] = true
                 else
                     assert(r.instances == n, string.format("%s %s: %d instances of %d", kind, mode, r.instances, n))
                     assert(r.addresses == n, string.format("%s %s: %d addresses of %d", kind, mode, r.addresses, n))
-                    table.insert(m[kind], r.ms)
-                    table.insert(m[kind .. "_wall"], r.wall_ms)
+                    m[kind][run] = r.ms
+                    m[kind .. "_wall"][run] = r.wall_ms
                 end
             end
         end
         io.stderr:write(string.format("  N=%d %s run %d/%d done\n", n, mode, run, runs))
     end
     return m
+end
+
+-- a/b of each run, a and b taken back to back in that run: "median
+-- (min-max)", or "-". On a shared 2-core machine the server's pace swings
+-- between runs by a factor of 2; a pair shares most of it.
+local function paired_ratio(a, b)
+    local ratios = {}
+    for run, x in pairs(a) do
+        if b[run] and b[run] > 0 then
+            ratios[#ratios + 1] = x / b[run]
+        end
+    end
+    return results.spread(ratios, "%.2f")
 end
 
 common.run(rt, function(zk)
@@ -165,9 +198,6 @@ common.run(rt, function(zk)
                 for _, s in ipairs(servers or {}) do
                     s:close()
                 end
-                local function med(kind)
-                    return #m[kind] > 0 and results.median(m[kind]) or nil
-                end
                 local function cell(kind)
                     local base = kind:match("^[a-z]+")
                     if m.not_run[base] then
@@ -175,10 +205,15 @@ common.run(rt, function(zk)
                     end
                     return m.unsupported[base] and "unsupported" or results.spread(m[kind])
                 end
+                local function ratio(a, b)
+                    if #m[a] == 0 or #m[b] == 0 then
+                        return "-"
+                    end
+                    return paired_ratio(m[a], m[b])
+                end
                 rows[#rows + 1] = {
                     n, mode, runs, results.spread(m.floor), cell("disco"), cell("java"), cell("kazoo"),
-                    results.ratio(med("disco"), med("floor")), results.ratio(med("java"), med("disco")),
-                    results.ratio(med("kazoo"), med("disco")),
+                    ratio("disco", "floor"), ratio("java", "disco"), ratio("kazoo", "disco"),
                 }
                 wall_rows[#wall_rows + 1] = {
                     n, mode, runs, cell("disco_wall"), cell("java_wall"), cell("kazoo_wall"),
@@ -189,9 +224,11 @@ common.run(rt, function(zk)
             { "instances", "metadata", "runs", "floor (raw C)", "disco", "Java (ZooKeeper client)",
               "Python (kazoo)", "disco/floor", "Java/disco", "kazoo/disco" },
             rows, {
-                "One application, 3 revisions, one service; every process is fresh. The work starts just "
-                    .. "before the session is opened (disco, Java, kazoo); the floor is timed from its "
-                    .. "getChildren, on a session it opened first, and parses nothing.",
+                "One application, 3 revisions, one service; every process is fresh, and each is timed "
+                    .. "from just before it opens its session (the floor too) to the complete list; the "
+                    .. "floor parses nothing.",
+                "Ratios: a/b of each run, a and b measured back to back in that run, median (min-max) "
+                    .. "over the runs; the order of the processes turns every run.",
                 "remote: MetadataInfo read from /dubbo/metadata/APP/REVISION; local: from each revision's "
                     .. "MetadataService over dubbo/Hessian2 (disco's loop:dubbo_server); Python has no "
                     .. "Hessian2 library in Debian.",
