@@ -225,8 +225,9 @@ common.run(rt, function(zk)
               "Python (kazoo)", "disco/floor", "Java/disco", "kazoo/disco" },
             rows, {
                 "One application, 3 revisions, one service; every process is fresh, and each is timed "
-                    .. "from just before it opens its session (the floor too) to the complete list; the "
-                    .. "floor parses nothing.",
+                    .. "from just before it opens its session (the floor too) to the complete list, with "
+                    .. "its libraries imported first (kazoo; disco's consumer and instance modules, not "
+                    .. "its plugins; Java loads classes lazily, in the span); the floor parses nothing.",
                 "Ratios: a/b of each run, a and b measured back to back in that run, median (min-max) "
                     .. "over the runs; the order of the processes turns every run.",
                 "remote: MetadataInfo read from /dubbo/metadata/APP/REVISION; local: from each revision's "

@@ -24,6 +24,11 @@
 local rt = ...
 local core = require "disco.core"
 local ffi = require "ffi"
+-- The modules of the consumer flow and of the registry's instance codec,
+-- loaded before any clock starts, as the Python peer imports kazoo first;
+-- plugins (the registry, mapping, validation) still load in the span.
+require "disco.consumer"
+require "disco.registry.zk_instance"
 
 local MODE = arg[1]
 local opts = {}
