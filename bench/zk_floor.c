@@ -84,6 +84,10 @@ int main(int argc, char **argv) {
     perror("zookeeper_init");
     return 1;
   }
+  /* As disco's sessions do (core/zk_session.c): without it the client
+   * resolves its host list for every few replies, and the floor would
+   * measure getaddrinfo. */
+  zoo_set_servers_resolution_delay(zh, 30000);
   pthread_mutex_lock(&s.mutex);
   while (!s.connected)
     pthread_cond_wait(&s.cond, &s.mutex);

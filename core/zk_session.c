@@ -384,6 +384,10 @@ int disco__zk_conn_auth(disco__zk_conn_t *conn) {
   return 1;
 }
 
+/* At most one routine resolution of the host list per window (see
+ * disco__zk_conn_open). */
+#define DISCO__ZK_RESOLVE_DELAY_MS 30000
+
 /* Loop thread. A new handle with the next generation. */
 static int disco__zk_conn_open(disco_zk_t *zk) {
   disco__zk_conn_t *conn;
@@ -416,6 +420,12 @@ static int disco__zk_conn_open(disco_zk_t *zk) {
     return saved == EINVAL ? DISCO_EINVAL
                            : (saved == ENOMEM ? DISCO_ENOMEM : DISCO_EIO);
   }
+  /* By default the client resolves the host list again every time it
+   * checks its socket, that is for every few replies: a getaddrinfo (and,
+   * for AI_ADDRCONFIG, a netlink dump of the interfaces) each time, which
+   * was half the client's CPU in a cold read of 50,000 znodes. A changed
+   * address is still seen within this window, and on every reconnect. */
+  zoo_set_servers_resolution_delay(conn->zh, DISCO__ZK_RESOLVE_DELAY_MS);
   zk->generation = conn->generation;
   zk->conn = conn;
   zk->pending++;
