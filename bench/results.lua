@@ -41,7 +41,8 @@ local function header()
         string.format("- date: %s", sh("date -u '+%Y-%m-%d %H:%M UTC'")),
         string.format("- machine: %s cores (nproc)%s, %s", sh("nproc"),
                       cpu ~= "" and (", " .. cpu) or "", sh("uname -sr")),
-        string.format("- ZooKeeper: %s (Debian package, local standalone server)", zk ~= "" and zk or "unknown"),
+        string.format("- ZooKeeper: %s (Debian package, local standalone server, on the JVM's defaults "
+                          .. "as Debian's service runs it: bench/common.lua)", zk ~= "" and zk or "unknown"),
         string.format("- disco commit: %s", commit ~= "" and commit or "unknown"),
         "",
         "Produced by `make bench`; see bench/README.md for what each table measures.",
