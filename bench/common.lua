@@ -11,9 +11,8 @@ local _M = {}
 -- The server runs on the JVM's defaults, as Debian's zookeeper service
 -- does (JAVA_OPTS="" in /etc/zookeeper/conf/environment): the full JIT and
 -- an ergonomic heap. The test fixture's JVM (256 MB, serial GC, C1 only)
--- starts fast and small, but 100,000 znodes and the watches of a consumer
--- holding 50,000 of them push it into collections that stalled single
--- cold reads of 50,000 instances for 10 to 25 s.
+-- starts fast and small for the tests, but it is not the server users
+-- run, and it answers reads more slowly.
 _M.JAVA_OPTS = { "-Djava.net.preferIPv4Stack=true", "-XX:-UsePerfData" }
 
 function _M.server()
