@@ -153,7 +153,7 @@ local function measure(zk, app, n, mode, runs, servers_loop)
 end
 
 -- a/b of each run, a and b taken back to back in that run: "median
--- (min-max)", or "-". On a shared 2-core machine the server's pace swings
+-- (min-max)", or "-" when no run has both. On a shared 2-core machine the server's pace swings
 -- between runs by a factor of 2; a pair shares most of it.
 local function paired_ratio(a, b)
     local ratios = {}
@@ -205,15 +205,10 @@ common.run(rt, function(zk)
                     end
                     return m.unsupported[base] and "unsupported" or results.spread(m[kind])
                 end
-                local function ratio(a, b)
-                    if #m[a] == 0 or #m[b] == 0 then
-                        return "-"
-                    end
-                    return paired_ratio(m[a], m[b])
-                end
                 rows[#rows + 1] = {
                     n, mode, runs, results.spread(m.floor), cell("disco"), cell("java"), cell("kazoo"),
-                    ratio("disco", "floor"), ratio("java", "disco"), ratio("kazoo", "disco"),
+                    paired_ratio(m.disco, m.floor), paired_ratio(m.java, m.disco),
+                    paired_ratio(m.kazoo, m.disco),
                 }
                 wall_rows[#wall_rows + 1] = {
                     n, mode, runs, cell("disco_wall"), cell("java_wall"), cell("kazoo_wall"),

@@ -13,10 +13,10 @@ local _M = {}
 -- an ergonomic heap. The test fixture's JVM (256 MB, serial GC, C1 only)
 -- starts fast and small for the tests, but it is not the server users
 -- run, and it answers reads more slowly.
-_M.JAVA_OPTS = { "-Djava.net.preferIPv4Stack=true", "-XX:-UsePerfData" }
+local JAVA_OPTS = { "-Djava.net.preferIPv4Stack=true", "-XX:-UsePerfData" }
 
 function _M.server()
-    local zk = zookeeper.server({ cfg = { "jute.maxbuffer=4194304" }, java_opts = _M.JAVA_OPTS })
+    local zk = zookeeper.server({ cfg = { "jute.maxbuffer=4194304" }, java_opts = JAVA_OPTS })
     zk:start()
     return zk
 end

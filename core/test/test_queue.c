@@ -398,6 +398,23 @@ static void test_queue_plain_setup(ctest_t *t, disco_loop_t *loop,
   }
 }
 
+/* Closes the queue of `chain` (keeping a reference to read its stats
+ * after) and checks that items[first..n) were canceled by the close
+ * itself, once each, before any loop run. */
+static void test_queue_close_expecting_canceled(ctest_t *t,
+                                                test_queue_chain_t *chain,
+                                                test_queue_plain_t *items,
+                                                int first, int n) {
+  int i;
+
+  disco_queue_retain(chain->queue);
+  disco_queue_close(chain->queue);
+  for (i = first; i < n; i++) {
+    ASSERT_EQ(t, items[i].calls, 1);
+    ASSERT_EQ(t, items[i].status, DISCO_ECANCELED);
+  }
+}
+
 /* ------------------------------------------------ bursts */
 
 /* A producer that pushes bursts of items a few microseconds apart (as the
@@ -548,12 +565,7 @@ void test_queue_close_during_burst(ctest_t *t) {
   }
   for (i = 6; i < 10; i++)
     ASSERT_OK(t, disco_queue_push(chain.queue, &items[i].item));
-  disco_queue_retain(chain.queue);
-  disco_queue_close(chain.queue);
-  for (i = 6; i < 10; i++) {
-    ASSERT_EQ(t, items[i].calls, 1);
-    ASSERT_EQ(t, items[i].status, DISCO_ECANCELED);
-  }
+  test_queue_close_expecting_canceled(t, &chain, items, 6, 10);
   ASSERT_EQ(t, disco_loop_run(&loop), 0);
   ASSERT_EQ(t, chain.closed, 1);
   disco_queue_stats(chain.queue, &stats);
@@ -576,13 +588,8 @@ void test_queue_close_cancels_pending(ctest_t *t) {
   ASSERT(t, disco_queue_data(chain.queue) == &chain);
   for (i = 0; i < 10; i++)
     ASSERT_OK(t, disco_queue_push(chain.queue, &items[i].item));
-  disco_queue_retain(chain.queue);
-  disco_queue_close(chain.queue);
   /* Canceled synchronously, in order; the close callback comes later. */
-  for (i = 0; i < 10; i++) {
-    ASSERT_EQ(t, items[i].calls, 1);
-    ASSERT_EQ(t, items[i].status, DISCO_ECANCELED);
-  }
+  test_queue_close_expecting_canceled(t, &chain, items, 0, 10);
   ASSERT_EQ(t, chain.canceled, 10);
   ASSERT_EQ(t, chain.pushed_on_cancel, 10);
   ASSERT_EQ(t, chain.closed, 0);
