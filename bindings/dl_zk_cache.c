@@ -2,7 +2,9 @@
  * disco.zk_cache: zk:children_cache(path, opts) -> cache | nil, err, ename
  *   opts: nil | { on_change = function(cache, diff), max_data = bytes,
  *                 name = string, keep_data = bool (default true; false:
- *                 data only in the diff that reports it) }
+ *                 data only in the diff that reports it),
+ *                 on_read = function(cache, entry) (each child as its
+ *                 data is read, ahead of the diff: see disco.h) }
  *   diff = { added = {...}, updated = {...}, removed = {...} }, each entry
  *     { name =, data = string | nil, stat = {...as zk:get...},
  *       too_large = bool }
@@ -17,6 +19,15 @@
 #include <string.h>
 
 #include "dl.h"
+
+/* A diff of this many entries or more is built and handled with the
+ * collector stopped: all of it is live until the callback returns, and
+ * what the callback makes of it (parsed instances) mostly stays, so a
+ * collector running meanwhile would walk the heap again and again and
+ * free next to nothing. Smaller diffs leave it alone: the heap's high
+ * mark, which LuaJIT keeps, grew when a thousand loads of 100 each held
+ * their garbage (docs/lua-api.md). */
+enum { DL_CACHE_BULK_ENTRIES = 1000 };
 
 /* Registry key of the weak table handle state -> box. */
 static const char dl_cache_boxes_key = 0;
@@ -64,9 +75,15 @@ static void dl_cache_change_cb(disco_zk_cache_t *cache,
                                const disco_zk_cache_diff_t *diff) {
   dl_handle_t *h = (dl_handle_t *)disco_zk_cache_data(cache);
   lua_State *L;
+  int bulk;
   if (!h->box_alive || h->cb_ref == LUA_NOREF || h->owner->ctx->in_gc)
     return;
   L = dl_callback_state(h->owner->ctx);
+  bulk = diff->num_added + diff->num_updated + diff->num_removed >=
+             DL_CACHE_BULK_ENTRIES &&
+         lua_gc(L, LUA_GCISRUNNING, 0);
+  if (bulk)
+    lua_gc(L, LUA_GCSTOP, 0);
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->cb_ref);
   dl_zk_weak_push(L, &dl_cache_boxes_key, h);
   lua_createtable(L, 0, 3);
@@ -77,6 +94,30 @@ static void dl_cache_change_cb(disco_zk_cache_t *cache,
   dl_cache_push_list(L, diff->removed, diff->num_removed);
   lua_setfield(L, -2, "removed");
   dl_pcall(h->owner, L, 2, h->name);
+  if (bulk)
+    lua_gc(L, LUA_GCRESTART, 0);
+}
+
+/* on_read lives in the box's environment (beside path): most caches have
+ * none, and the handle has room for one callback. */
+static void dl_cache_read_cb(disco_zk_cache_t *cache,
+                             const disco_zk_child_t *child) {
+  dl_handle_t *h = (dl_handle_t *)disco_zk_cache_data(cache);
+  lua_State *L;
+  if (!h->box_alive || h->owner->ctx->in_gc)
+    return;
+  L = dl_callback_state(h->owner->ctx);
+  dl_zk_weak_push(L, &dl_cache_boxes_key, h);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfenv(L, -1);
+  lua_getfield(L, -1, "on_read");
+  lua_remove(L, -2); /* the environment */
+  lua_insert(L, -2); /* on_read, box */
+  dl_cache_push_child(L, child, 1);
+  dl_pcall(h->owner, L, 2, h->name);
 }
 
 /* zk:children_cache(path, opts) */
@@ -86,6 +127,7 @@ int dl_zk_children_cache(lua_State *L) {
   lua_Number max_data = 0;
   int keep_data = 1;
   int cb_idx = 0;
+  int read_idx = 0;
   dl_handle_t *zh = dl_check_handle(L, 1, DL_ZK_MT, 1);
   disco_zk_cache_t *cache;
   dl_handle_t *h;
@@ -98,6 +140,14 @@ int dl_zk_children_cache(lua_State *L) {
       if (!lua_isfunction(L, -1))
         return luaL_argerror(L, 3, "on_change must be a function");
       cb_idx = lua_gettop(L);
+    } else {
+      lua_pop(L, 1);
+    }
+    lua_getfield(L, 3, "on_read");
+    if (!lua_isnil(L, -1)) {
+      if (!lua_isfunction(L, -1))
+        return luaL_argerror(L, 3, "on_read must be a function");
+      read_idx = lua_gettop(L);
     } else {
       lua_pop(L, 1);
     }
@@ -136,9 +186,14 @@ int dl_zk_children_cache(lua_State *L) {
     h->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   dl_zk_weak_set(L, &dl_cache_boxes_key, h, -1);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   lua_pushstring(L, path);
   lua_setfield(L, -2, "path");
+  if (read_idx != 0) {
+    lua_pushvalue(L, read_idx);
+    lua_setfield(L, -2, "on_read");
+    disco_zk_cache_set_on_read(cache, dl_cache_read_cb);
+  }
   lua_setfenv(L, -2);
   return 1;
 }

@@ -622,6 +622,15 @@ typedef struct {
 typedef void (*disco_zk_cache_cb)(disco_zk_cache_t *cache,
                                   const disco_zk_cache_diff_t *diff);
 
+/* Called with each child as its data is read, before the round's diff;
+ * valid only during the call, the cache may be closed from it. The diff
+ * stays the record: a child seen here is reported only if the round ends
+ * with it unchanged (else it is seen again, or reported otherwise). Meant
+ * for a consumer that parses the data: a load of thousands of children is
+ * parsed while the other reads are in flight, and the diff finds it done. */
+typedef void (*disco_zk_cache_read_cb)(disco_zk_cache_t *cache,
+                                       const disco_zk_child_t *child);
+
 /* `max_data` 0: no limit below ZooKeeper's own. */
 int disco_zk_cache_new(disco_zk_t *zk, const char *path, size_t max_data,
                        disco_zk_cache_cb on_change,
@@ -642,6 +651,11 @@ int disco_zk_cache_child(const disco_zk_cache_t *cache, size_t index,
  * value). For a consumer that keeps its own parsed copy. Set it right
  * after disco_zk_cache_new(): once data is held it is ignored. */
 void disco_zk_cache_set_keep_data(disco_zk_cache_t *cache, int keep);
+/* Sets (or with NULL clears) the read callback; by default there is none.
+ * A read that does not change what the cache holds (a recheck after a
+ * reconnect) is not passed on. */
+void disco_zk_cache_set_on_read(disco_zk_cache_t *cache,
+                                disco_zk_cache_read_cb on_read);
 void disco_zk_cache_stats(const disco_zk_cache_t *cache,
                           disco_zk_cache_stats_t *stats);
 const char *disco_zk_cache_path(const disco_zk_cache_t *cache);

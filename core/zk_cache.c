@@ -112,6 +112,7 @@ struct disco_zk_cache_s {
   int keep_data; /* keep each child's data after reporting it */
   struct disco__cache_block *blocks; /* !keep_data: the unreported data */
   disco_zk_cache_cb on_change;
+  disco_zk_cache_read_cb on_read;
   disco_handle_close_cb close_cb;
   void *data;
   disco__cache_entry_t *entries; /* sorted by name */
@@ -149,6 +150,8 @@ struct disco_zk_cache_s {
 enum { DISCO__CACHE_MAX_READS = 8192 };
 
 static void disco__cache_round(disco_zk_cache_t *c);
+static void disco__cache_fill(disco_zk_child_t *out,
+                              const disco__cache_entry_t *e);
 static void disco__cache_wait(disco_zk_cache_t *c);
 static void disco__cache_resume(disco_zk_t *zk);
 static void disco__cache_round_end(disco_zk_cache_t *c);
@@ -648,6 +651,11 @@ static void disco__cache_get_cb(disco_zk_t *zk, const disco_zk_result_t *r,
       e->len = value != NULL ? (uint32_t)r->data_len : 0;
       e->too_large = too_large;
       e->stat = r->stat;
+      if (c->on_read != NULL && e->change != DISCO__CHANGE_NONE) {
+        disco_zk_child_t child;
+        disco__cache_fill(&child, e);
+        c->on_read(c, &child); /* the result's pending holds c */
+      }
     } else if (r->err == DISCO_ENONODE) {
       /* Deleted since the list (maybe back again soon): the next list
        * decides, the entry stays meanwhile. */
@@ -1263,6 +1271,11 @@ void disco_zk_cache_set_keep_data(disco_zk_cache_t *c, int keep) {
   }
   if (c->num_removed == 0)
     c->keep_data = keep != 0;
+}
+
+void disco_zk_cache_set_on_read(disco_zk_cache_t *c,
+                                disco_zk_cache_read_cb on_read) {
+  c->on_read = on_read;
 }
 
 void disco_zk_cache_stats(const disco_zk_cache_t *c,

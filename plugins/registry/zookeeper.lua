@@ -175,6 +175,14 @@ local IDENTITY_MT = {
 
 local locate = registry_instance.locate
 
+-- The instance of a cache entry, or nil and why not.
+local function decode(entry)
+    if entry.too_large then
+        return nil, "node data over the size limit"
+    end
+    return zk_instance.decode(entry.data, entry.name)
+end
+
 -- Turns the cache's child entries into instances, keeping the last good
 -- version of a child whose data went bad, and calls the watcher with the
 -- real differences. The instances live in one list sorted by id (the
@@ -185,13 +193,18 @@ local locate = registry_instance.locate
 local function apply(w, diff, first)
     local out = { added = {}, updated = {}, removed = {} }
     local sorted = w.sorted
+    -- The parses on_read made during this round (see open_cache).
+    local early = w.early
+    w.early = {}
     local function take(entry)
         local path = w.path .. "/" .. entry.name
+        local stat = entry.stat
         local instance, why
-        if entry.too_large then
-            why = "node data over the size limit"
+        local read = early[entry.name]
+        if read and read.czxid == stat.czxid and read.mzxid == stat.mzxid then
+            instance, why = read.instance, read.why
         else
-            instance, why = zk_instance.decode(entry.data, entry.name)
+            instance, why = decode(entry)
         end
         if not instance then
             local mark = entry.stat and (entry.stat.czxid .. "/" .. entry.stat.mzxid) or "?"
@@ -202,7 +215,6 @@ local function apply(w, diff, first)
             return
         end
         w.warned[entry.name] = nil
-        local stat = entry.stat
         instance.identity = setmetatable({ stat.czxid, stat.mzxid, stat.ephemeral_owner },
                                          IDENTITY_MT)
         local at, found = locate(sorted, entry.name)
@@ -245,13 +257,26 @@ end
 -- and bumps the epoch, so callbacks of the old version's cache are ignored.
 local function open_cache(w)
     w.epoch = (w.epoch or 0) + 1
+    w.early = {}
     local my_epoch = w.epoch
     local first = w.first
     w.cache = assert(session:children_cache(w.path, {
         max_data = zk_instance.MAX_BYTES,
-        -- Each child's data arrives once, is parsed here, and the parsed
-        -- instance is what is kept: the cache keeps no second copy.
+        -- Each child's data arrives once and the parsed instance is what
+        -- is kept: the cache keeps no second copy.
         keep_data = false,
+        -- Each child is parsed as its read completes, while the others are
+        -- in flight, not all at once when the last one lands (at 10,000
+        -- instances ~90 ms off the end of a one-second cold start). apply()
+        -- takes the parse if the diff reports that same version.
+        on_read = function(_, entry)
+            if w.cancelled or my_epoch ~= w.epoch then
+                return
+            end
+            local instance, why = decode(entry)
+            w.early[entry.name] = { czxid = entry.stat.czxid, mzxid = entry.stat.mzxid,
+                                    instance = instance, why = why }
+        end,
         on_change = function(_, diff)
             if w.cancelled or my_epoch ~= w.epoch then
                 return

@@ -154,6 +154,115 @@ describe("zk:children_cache #zookeeper #integration", function()
         cache:close()
     end)
 
+    it("passes each child to on_read as it is read, ahead of the diff that reports it", function()
+        local zk = connect()
+        local writer = connect()
+        local base = unique("onread")
+        assert.is_nil(call(writer, "create", base .. "/a", "A", { parents = true }))
+        assert.is_nil(call(writer, "create", base .. "/b", "B", nil))
+        assert.has_error(function() zk:children_cache(base, { on_read = "no" }) end)
+        -- One history of reads and diffs, in the order they came.
+        local events = {}
+        local raise_for = nil
+        local diffs = {}
+        local cache = assert(zk:children_cache(base, {
+            keep_data = false,
+            on_read = function(c, entry)
+                assert.is_not_nil(c)
+                events[#events + 1] = { "read", entry.name, entry.data, entry.stat.mzxid }
+                if entry.name == raise_for then
+                    error("a parser that fails on " .. entry.name)
+                end
+            end,
+            on_change = function(_, diff)
+                local d = { added = {}, updated = {}, removed = {} }
+                for kind, list in pairs(diff) do
+                    for _, e in ipairs(list) do
+                        d[kind][e.name] = e
+                    end
+                end
+                diffs[#diffs + 1] = d
+                events[#events + 1] = { "diff" }
+            end,
+        }))
+        wait_diffs(diffs, 1)
+        -- Both children read once, with the data and stat the diff has.
+        assert.equal(3, #events)
+        assert.equal("diff", events[3][1])
+        local seen = {}
+        for i = 1, 2 do
+            local kind, name, data, mzxid = unpack(events[i])
+            assert.equal("read", kind)
+            seen[name] = true
+            assert.equal(diffs[1].added[name].data, data)
+            assert.equal(diffs[1].added[name].stat.mzxid, mzxid)
+        end
+        assert.same({ a = true, b = true }, seen)
+
+        -- A change: read (with its new data) before its diff. A callback
+        -- that raises loses nothing: the diff still carries the data.
+        raise_for = "a"
+        assert.is_nil(call(writer, "set", base .. "/a", "A2", -1))
+        wait_diffs(diffs, 2)
+        assert.equal(5, #events)
+        assert.same({ "read", "a", "A2", diffs[2].updated.a.stat.mzxid }, events[4])
+        assert.same({ "diff" }, events[5])
+        assert.equal("A2", diffs[2].updated.a.data)
+
+        -- A removal is nothing to read.
+        assert.is_nil(call(writer, "delete", base .. "/b", -1))
+        wait_diffs(diffs, 3)
+        assert.same({ "b" }, names(diffs[3].removed))
+        assert.equal(6, #events)
+        assert.same({ "diff" }, events[6])
+        cache:close()
+
+        -- A cache closed from its on_read reports nothing more, and closes.
+        local closing_diffs = {}
+        local closing
+        closing = assert(zk:children_cache(base, {
+            on_read = function(c) c:close() end,
+            on_change = function(_, diff) closing_diffs[#closing_diffs + 1] = diff end,
+        }))
+        assert.is_true(run_until(function() return closing:is_closed() end, 15000))
+        settle(200)
+        assert.same({}, closing_diffs)
+    end)
+
+    it("handles a diff of 1,000 children or more with the collector stopped, and restarts it", function()
+        local zk = connect()
+        local writer = connect()
+        local base = unique("bulkgc")
+        local created, failed = 0, 0
+        for i = 1, 1000 do
+            writer:create(string.format("%s/child-%04d", base, i), "x" .. i, { parents = true },
+                          function(err)
+                created = created + 1
+                if err and not err:match("^ENODEEXISTS") then
+                    failed = failed + 1
+                end
+            end)
+        end
+        assert.is_true(run_until(function() return created == 1000 end, 30000), "creates")
+        assert.equal(0, failed)
+        local running = {}
+        local cache = assert(zk:children_cache(base, {
+            on_change = function(_, diff)
+                running[#running + 1] = { #diff.added + #diff.updated + #diff.removed,
+                                          collectgarbage("isrunning") }
+            end,
+        }))
+        assert.is_true(run_until(function() return #running >= 1 end, 15000))
+        assert.same({ 1000, false }, running[1])
+        assert.is_true(collectgarbage("isrunning"))
+        -- A small diff runs as everything else does.
+        assert.is_nil(call(writer, "set", base .. "/child-0001", "changed", -1))
+        assert.is_true(run_until(function() return #running >= 2 end, 15000))
+        assert.same({ 1, true }, running[2])
+        assert.is_true(collectgarbage("isrunning"))
+        cache:close()
+    end)
+
     it("bounds the reads of a session's caches, and loads every child of each", function()
         local zk = connect()
         local writer = connect()
