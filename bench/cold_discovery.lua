@@ -153,8 +153,9 @@ local function measure(zk, app, n, mode, runs, servers_loop)
 end
 
 -- a/b of each run, a and b taken back to back in that run: "median
--- (min-max)", or "-" when no run has both. On a shared 2-core machine the server's pace swings
--- between runs by a factor of 2; a pair shares most of it.
+-- (min-max)", or "-" when no run has both. On a shared 2-core machine the
+-- server's pace swings between runs by a factor of 2; a pair shares most
+-- of it.
 local function paired_ratio(a, b)
     local ratios = {}
     for run, x in pairs(a) do

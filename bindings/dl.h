@@ -171,6 +171,10 @@ void dl_option_size(lua_State *L, const char *field, double min, double max,
 /* [-0, +0] dl_option_number for a millisecond option up to a day; *out is the
  * default. */
 void dl_option_ms(lua_State *L, const char *field, double min, uint64_t *out);
+/* [-0, +0|1] Pushes the optional function opts[field] of the options table
+ * at `opts_idx` and returns its stack index; pushes nothing and returns 0
+ * when it is nil; raises unless it is a function. */
+int dl_option_function(lua_State *L, int opts_idx, const char *field);
 /* [-0, +0] t[name] = v for the table at the top (a stats counter). */
 void dl_set_count(lua_State *L, const char *name, uint64_t v);
 

@@ -269,6 +269,19 @@ void dl_option_number(lua_State *L, const char *field, double min, double max,
   lua_pop(L, 1);
 }
 
+int dl_option_function(lua_State *L, int opts_idx, const char *field) {
+  lua_getfield(L, opts_idx, field);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (!lua_isfunction(L, -1)) {
+    lua_pushfstring(L, "%s must be a function", field);
+    luaL_argerror(L, opts_idx, lua_tostring(L, -1));
+  }
+  return lua_gettop(L);
+}
+
 void dl_option_size(lua_State *L, const char *field, double min, double max,
                     size_t *out) {
   double v = (double)*out;

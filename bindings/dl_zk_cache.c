@@ -135,22 +135,8 @@ int dl_zk_children_cache(lua_State *L) {
 
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
-    lua_getfield(L, 3, "on_change");
-    if (!lua_isnil(L, -1)) {
-      if (!lua_isfunction(L, -1))
-        return luaL_argerror(L, 3, "on_change must be a function");
-      cb_idx = lua_gettop(L);
-    } else {
-      lua_pop(L, 1);
-    }
-    lua_getfield(L, 3, "on_read");
-    if (!lua_isnil(L, -1)) {
-      if (!lua_isfunction(L, -1))
-        return luaL_argerror(L, 3, "on_read must be a function");
-      read_idx = lua_gettop(L);
-    } else {
-      lua_pop(L, 1);
-    }
+    cb_idx = dl_option_function(L, 3, "on_change");
+    read_idx = dl_option_function(L, 3, "on_read");
     lua_getfield(L, 3, "max_data");
     if (!lua_isnil(L, -1)) {
       if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)

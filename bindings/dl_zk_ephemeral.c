@@ -83,14 +83,7 @@ int dl_zk_ephemeral(lua_State *L) {
     value = luaL_checklstring(L, 3, &len);
   if (!lua_isnoneornil(L, 4)) {
     luaL_checktype(L, 4, LUA_TTABLE);
-    lua_getfield(L, 4, "on_state");
-    if (!lua_isnil(L, -1)) {
-      if (!lua_isfunction(L, -1))
-        return luaL_argerror(L, 4, "on_state must be a function");
-      cb_idx = lua_gettop(L);
-    } else {
-      lua_pop(L, 1);
-    }
+    cb_idx = dl_option_function(L, 4, "on_state");
     lua_getfield(L, 4, "name");
     if (!lua_isnil(L, -1)) {
       if (lua_type(L, -1) != LUA_TSTRING)

@@ -20,8 +20,9 @@ describe("zk:children_cache #zookeeper #integration", function()
     end
 
     -- A cache and the diffs it reported, each as
-    -- { added = { name = entry }, updated = {...}, removed = {...} }.
-    local function cache_of(zk, path, opts)
+    -- { added = { name = entry }, updated = {...}, removed = {...} };
+    -- `on_diff()`, when given, runs after each is recorded.
+    local function cache_of(zk, path, opts, on_diff)
         local diffs = {}
         opts = opts or {}
         opts.on_change = function(c, diff)
@@ -35,6 +36,9 @@ describe("zk:children_cache #zookeeper #integration", function()
                 end
             end
             diffs[#diffs + 1] = d
+            if on_diff then
+                on_diff()
+            end
         end
         local cache = assert(zk:children_cache(path, opts))
         return cache, diffs
@@ -164,8 +168,7 @@ describe("zk:children_cache #zookeeper #integration", function()
         -- One history of reads and diffs, in the order they came.
         local events = {}
         local raise_for = nil
-        local diffs = {}
-        local cache = assert(zk:children_cache(base, {
+        local cache, diffs = cache_of(zk, base, {
             keep_data = false,
             on_read = function(c, entry)
                 assert.is_not_nil(c)
@@ -174,17 +177,7 @@ describe("zk:children_cache #zookeeper #integration", function()
                     error("a parser that fails on " .. entry.name)
                 end
             end,
-            on_change = function(_, diff)
-                local d = { added = {}, updated = {}, removed = {} }
-                for kind, list in pairs(diff) do
-                    for _, e in ipairs(list) do
-                        d[kind][e.name] = e
-                    end
-                end
-                diffs[#diffs + 1] = d
-                events[#events + 1] = { "diff" }
-            end,
-        }))
+        }, function() events[#events + 1] = { "diff" } end)
         wait_diffs(diffs, 1)
         -- Both children read once, with the data and stat the diff has.
         assert.equal(3, #events)
